@@ -1,0 +1,1 @@
+"""Speed and memory measurements that print a table and, last, one JSON line."""

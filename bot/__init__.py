@@ -1,0 +1,1 @@
+"""The chat side (async): the Discord client, and a terminal group chat for trying it locally."""

@@ -1,0 +1,79 @@
+"""Per-channel controls set with slash commands, kept in one small JSON file.
+
+What is stored per channel: its chattiness (when it differs from the default),
+quiet mode, and the moment of the last ``/forget`` (a Discord snowflake, so the
+history read after a restart starts after it). No message text is ever stored.
+The file is rewritten whole on every change, through a temporary file and
+``os.replace``, so a crash mid-write leaves the old file intact.
+
+A thread without its own entry follows its parent channel.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+FILE_NAME = "channels.json"
+
+
+class ChannelSettingsError(Exception):
+    """The settings file exists but cannot be read; the message names the file and the reason."""
+
+
+@dataclass(frozen=True)
+class ChannelControls:
+    chattiness: float | None = None  # None: the default from the bot's settings
+    quiet: bool = False  # only speak when mentioned or replied to
+    forgotten_before: int | None = None  # snowflake of the last /forget; older history is not read
+
+    def chattiness_or(self, default: float) -> float:
+        return default if self.chattiness is None else self.chattiness
+
+
+class ChannelSettingsStore:
+    """Channel id -> ChannelControls, loaded at start and saved atomically on each change.
+
+    Bounded by the number of channels someone ran a command in.
+    """
+
+    def __init__(self, state_dir: Path) -> None:
+        self.path = Path(state_dir) / FILE_NAME
+        self._controls: dict[int, ChannelControls] = self._load()
+
+    def get(self, channel_id: int, parent_id: int | None = None) -> ChannelControls:
+        """The channel's controls; a thread without its own falls back to its parent's."""
+        found = self._controls.get(channel_id)
+        if found is None and parent_id is not None:
+            found = self._controls.get(parent_id)
+        return found or ChannelControls()
+
+    def update(self, channel_id: int, **changes) -> ChannelControls:
+        """Change some fields of one channel's controls and save the file."""
+        controls = replace(self._controls.get(channel_id, ChannelControls()), **changes)
+        self._controls[channel_id] = controls
+        self._save()
+        return controls
+
+    def _load(self) -> dict[int, ChannelControls]:
+        if not self.path.exists():
+            return {}
+        try:
+            raw = json.loads(self.path.read_text(encoding="utf-8"))
+            return {int(channel_id): ChannelControls(**fields) for channel_id, fields in raw.items()}
+        except (OSError, ValueError, TypeError, AttributeError) as error:
+            # Starting with defaults would silently undo quiet mode where people asked for it.
+            raise ChannelSettingsError(f"{self.path}: cannot read channel settings ({error}); "
+                                       "fix or delete the file") from error
+
+    def _save(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        data = {str(channel_id): asdict(c) for channel_id, c in sorted(self._controls.items())}
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(data, f, indent=2)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.path)

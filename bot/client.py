@@ -1,0 +1,150 @@
+"""The Discord client: gateway events in, windows and decisions out.
+
+Flow of one message: ``on_message`` checks the channel is allowed, builds the
+channel's window from history if it is not in memory, records the message as a
+turn, applies the fixed rules (``bot.rules``), and hands what is left to the
+decision queue (``bot.decisions``), which runs the model on its own thread.
+Edits and deletions keep the windows true to Discord.
+
+Everything the client needs is passed to its constructor; start-up work (slash
+command sync) happens in ``setup_hook``, never in ``on_ready``.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import discord
+from discord import app_commands
+
+from bot import commands
+from bot.channel_settings import ChannelControls, ChannelSettingsStore
+from bot.decisions import DecisionQueue, channel_label, log_decision
+from bot.model_text import names_of_bot, turn_for
+from bot.rules import Action, facts_about, rule_for
+from bot.settings import Settings
+from bot.window import MAX_WINDOW_MESSAGES, WindowStore
+from bot.worker import ModelWorker
+from models.turns import Turn
+
+log = logging.getLogger(__name__)
+
+
+def chime_in_intents() -> discord.Intents:
+    """Only what reading the room needs. Message content is privileged: enable it in the portal."""
+    intents = discord.Intents.none()
+    intents.guilds = True
+    intents.guild_messages = True
+    intents.dm_messages = True
+    intents.message_content = True
+    return intents
+
+
+class ChimeIn(discord.Client):
+    def __init__(self, *, settings: Settings, engine, controls: ChannelSettingsStore) -> None:
+        # No message cache: the windows hold what the bot needs, and nothing else is kept.
+        super().__init__(intents=chime_in_intents(), allowed_mentions=discord.AllowedMentions.none(),
+                         max_messages=None)
+        self.settings = settings
+        self.controls = controls
+        self.worker = ModelWorker(engine)
+        self.windows = WindowStore()
+        self.decisions = DecisionQueue(self.worker, self.windows, self.chattiness_for)
+        self.tree = app_commands.CommandTree(self)
+
+    async def setup_hook(self) -> None:
+        commands.register(self.tree)
+        try:
+            await self.tree.sync()
+        except discord.HTTPException as error:
+            log.error("could not sync slash commands (the bot still reads and answers): %s", error)
+
+    async def on_ready(self) -> None:
+        names = ", ".join(names_of_bot(self.user, None, self.settings.bot_names))
+        scope = "all readable channels" if not self.settings.channels else f"{len(self.settings.channels)} channels"
+        log.info("connected as %s (%s); model %s; reading %s", self.user, names,
+                 self.worker.describe().get("model"), scope)
+
+    async def close(self) -> None:
+        self.decisions.cancel()
+        await super().close()
+        self.worker.close()
+
+    # -- what the rest of the bot asks ---------------------------------------------
+
+    def is_allowed(self, channel) -> bool:
+        """DMs always; otherwise the configured channels (and their threads), or all when none are."""
+        if isinstance(channel, discord.DMChannel) or not self.settings.channels:
+            return True
+        return channel.id in self.settings.channels or getattr(channel, "parent_id", None) in self.settings.channels
+
+    def controls_for(self, channel) -> ChannelControls:
+        return self.controls.get(channel.id, getattr(channel, "parent_id", None))
+
+    def chattiness_for(self, channel) -> float:
+        return self.controls_for(channel).chattiness_or(self.settings.chattiness)
+
+    def turn_for(self, message: discord.Message) -> Turn | None:
+        return turn_for(message, self.user.id, names_of_bot(self.user, message.guild, self.settings.bot_names))
+
+    async def forget(self, channel) -> None:
+        """Drop the channel's window and the engine's cache of it; history before now stays unread."""
+        self.windows.reset(channel.id)
+        self.controls.update(channel.id, forgotten_before=discord.utils.time_snowflake(discord.utils.utcnow()))
+        await self.worker.forget(channel.id)
+
+    # -- gateway events ------------------------------------------------------------
+
+    async def on_message(self, message: discord.Message) -> None:
+        channel = message.channel
+        if not self.is_allowed(channel):
+            return
+        turn = self.turn_for(message)
+        if turn is None:
+            return
+        window = await self.windows.load(channel.id, lambda: self._history(message))
+        window.add(turn)
+        controls = self.controls_for(channel)
+        ruling = rule_for(facts_about(message, self.user.id, window, controls.quiet))
+        if ruling.action is Action.REPLY:
+            self.decisions.force_reply(message, ruling.reason)
+        elif ruling.action is Action.ASK_MODEL:
+            self.decisions.ask_model(message)
+        elif ruling.action is Action.SILENT:
+            log_decision(channel, f"rule:{ruling.reason}", False)
+
+    async def on_raw_message_edit(self, payload: discord.RawMessageUpdateEvent) -> None:
+        window = self.windows.get(payload.channel_id)
+        if window is None:
+            return
+        turn = self.turn_for(payload.message)
+        if turn is None:
+            window.remove(payload.message_id)
+        else:
+            window.update(turn)
+
+    async def on_raw_message_delete(self, payload: discord.RawMessageDeleteEvent) -> None:
+        window = self.windows.get(payload.channel_id)
+        if window is not None:
+            window.remove(payload.message_id)
+
+    async def on_raw_bulk_message_delete(self, payload: discord.RawBulkMessageDeleteEvent) -> None:
+        window = self.windows.get(payload.channel_id)
+        for message_id in payload.message_ids if window is not None else ():
+            window.remove(message_id)
+
+    async def _history(self, message: discord.Message) -> list[Turn]:
+        """The turns before ``message`` from Discord's history, after the channel's last /forget."""
+        forgotten_before = self.controls_for(message.channel).forgotten_before or 0
+        turns = []
+        try:
+            async for earlier in message.channel.history(limit=MAX_WINDOW_MESSAGES, before=message):
+                if earlier.id <= forgotten_before:
+                    break
+                if (turn := self.turn_for(earlier)) is not None:
+                    turns.append(turn)
+        except discord.HTTPException as error:
+            # Usually a missing Read Message History permission; the window starts empty.
+            log.warning("cannot read history of %s: %s", channel_label(message.channel), error)
+        log.debug("rebuilt %s from history: %d turns", channel_label(message.channel), len(turns))
+        return turns

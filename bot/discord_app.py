@@ -1,0 +1,60 @@
+"""Run Chime In in Discord: ``python -m bot``.
+
+Configuration comes from the environment and ``.env`` (see ``.env.example``;
+at least ``DISCORD_TOKEN``). The model loads first (the embedded default needs
+no download), then the bot connects and reads every channel it may read. The
+Message Content intent must be enabled for the bot in the Discord developer
+portal (see docs/bot.md). Stop it with Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+import discord
+
+from bot.channel_settings import ChannelSettingsError, ChannelSettingsStore
+from bot.settings import SettingsError, load_settings
+
+log = logging.getLogger("bot")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argparse.ArgumentParser(prog="python -m bot", description=__doc__,
+                            formatter_class=argparse.RawDescriptionHelpFormatter).parse_args(argv)
+    try:
+        settings = load_settings()
+        controls = ChannelSettingsStore(settings.state_dir)
+    except (SettingsError, ChannelSettingsError) as error:
+        print(error, file=sys.stderr)
+        return 2
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("discord").setLevel(max(logging.INFO, logging.getLevelName(settings.log_level)))
+
+    from bot.client import ChimeIn  # noqa: I001  (deferred with the model: --help stays instant)
+    from models.loading import ModelLoadError, load_engine
+
+    log.info("loading model %s (adapter: %s)", settings.model, settings.adapter)
+    try:
+        engine = load_engine(settings.model, settings.adapter_arg, settings.window_tokens)
+    except ModelLoadError as error:
+        log.error("cannot load the model: %s", error)
+        return 1
+
+    client = ChimeIn(settings=settings, engine=engine, controls=controls)
+    try:
+        client.run(settings.discord_token.get_secret_value(), log_handler=None)
+    except discord.LoginFailure:
+        log.error("Discord refused the token: check DISCORD_TOKEN (Developer Portal -> Bot -> Reset Token)")
+        return 1
+    except discord.PrivilegedIntentsRequired:
+        log.error("the Message Content intent is off: enable it under Developer Portal -> Bot -> "
+                  "Privileged Gateway Intents, then start again")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

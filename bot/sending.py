@@ -1,0 +1,64 @@
+"""Posting the bot's words to Discord: split to fit, never pinging anyone.
+
+Discord refuses messages over 2,000 characters, a crash several peers shipped.
+Text is split on paragraph, line, then sentence boundaries, then spaces, and
+only as a last resort mid-word. The markers ``(silence)``/``(response)`` are
+stripped again here, whatever the engine did. Every post carries allowed
+mentions "none": ``@everyone``, ``@here``, roles and users written by the model
+show as text and notify nobody, and a reply does not ping the person asked.
+"""
+
+from __future__ import annotations
+
+import re
+
+import discord
+
+from models.turns import strip_markers
+
+DISCORD_MESSAGE_CHARS = 2000
+NO_PINGS = discord.AllowedMentions.none()
+COULD_NOT_ANSWER = "Sorry, I couldn't come up with an answer to that just now."
+
+_SENTENCE_END = re.compile(r"[.!?…](?=\s)")
+
+
+def split_for_discord(text: str, limit: int = DISCORD_MESSAGE_CHARS) -> list[str]:
+    """Cut ``text`` into pieces of at most ``limit`` characters at the most natural boundary."""
+    pieces = []
+    text = text.strip()
+    while len(text) > limit:
+        cut = _cut_point(text[: limit + 1], limit)
+        pieces.append(text[:cut].rstrip())
+        text = text[cut:].lstrip()
+    if text:
+        pieces.append(text)
+    return [p for p in pieces if p]
+
+
+def _cut_point(head: str, limit: int) -> int:
+    """Where to cut, looking only at the first ``limit + 1`` characters; never in the first half
+    when a later boundary exists, so the pieces do not come out tiny."""
+    floor = limit // 2
+    for boundary in ("\n\n", "\n"):
+        at = head.rfind(boundary, floor)
+        if at > 0:
+            return at + len(boundary)
+    sentence_ends = [m.end() for m in _SENTENCE_END.finditer(head, floor)]
+    if sentence_ends:
+        return sentence_ends[-1]
+    at = head.rfind(" ", floor)
+    return at + 1 if at > 0 else limit
+
+
+async def post(channel: discord.abc.Messageable, text: str,
+               reply_to: discord.Message | None = None) -> list[discord.Message]:
+    """Post ``text`` (split as needed); the first piece replies to ``reply_to`` when given.
+
+    Returns the messages created; none when the text is empty after cleaning.
+    """
+    sent = []
+    for i, piece in enumerate(split_for_discord(strip_markers(text))):
+        reference = reply_to.to_reference(fail_if_not_exists=False) if reply_to and i == 0 else None
+        sent.append(await channel.send(piece, reference=reference, allowed_mentions=NO_PINGS))
+    return sent

@@ -1,0 +1,127 @@
+"""The Discord bot's configuration, read from the environment and ``.env``.
+
+Every knob here is one the code reads; ``.env.example`` lists the same fields,
+one for one, with comments (a test keeps the two in step). The bot token has no
+default, and a placeholder left over from ``.env.example`` is refused at start
+with a message that says what to do.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from models.names import parse_names
+
+ENV_PREFIX = "CHIMEIN_"
+TOKEN_ENV = "DISCORD_TOKEN"
+# Values people leave in by mistake: the one in .env.example and the usual suspects.
+PLACEHOLDER_TOKENS = frozenset({
+    "your-token-here", "your_token_here", "your-bot-token", "your_bot_token", "changeme",
+    "change-me", "change_me", "replace-me", "replace_me", "token", "discord_token", "xxx",
+    "<token>", "<your-token>", "none", "null",
+})
+
+
+class SettingsError(Exception):
+    """Configuration a person has to fix before the bot can start."""
+
+
+class Settings(BaseSettings):
+    """Chime In's Discord bot settings (environment variables, or a ``.env`` file)."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_file=".env",
+                                      env_file_encoding="utf-8", extra="ignore")
+
+    discord_token: SecretStr = Field(
+        validation_alias=TOKEN_ENV,
+        description="The bot's token from the Discord developer portal (Bot -> Reset Token).")
+    model: str = Field(
+        "embedded",
+        description="'embedded' (SmolLM2-135M, no download), a Hugging Face model id, or a local folder.")
+    adapter: str = Field(
+        "auto",
+        description="LoRA adapter folder; 'auto' = the shipped adapter when present, 'none' = bare model.")
+    window_tokens: int = Field(
+        1024, ge=128, description="Token budget of the conversation the model sees per decision.")
+    chattiness: float = Field(
+        0.5, ge=0.0, le=1.0,
+        description="Default of how readily it chimes in on its own: 0 never, 1 whenever it can. "
+                    "It speaks when the model's speak probability exceeds 1 - chattiness.")
+    channels: Annotated[frozenset[int], NoDecode] = Field(
+        frozenset(), description="Comma-separated channel ids it may read (threads follow their "
+                                 "channel); empty = every channel it can read. DMs are always on.")
+    bot_names: Annotated[tuple[str, ...], NoDecode] = Field(
+        (), description="Comma-separated extra names people call the bot; its Discord names are "
+                        "always included. Rewritten to 'assistant' for the model.")
+    state_dir: Path = Field(
+        Path("state"), description="Folder for the per-channel settings file (channels.json).")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="Logging level; INFO logs one line per decision.")
+
+    @field_validator("discord_token")
+    @classmethod
+    def _real_token(cls, value: SecretStr) -> SecretStr:
+        token = value.get_secret_value().strip()
+        if not token:
+            raise ValueError("is empty")
+        if token.lower() in PLACEHOLDER_TOKENS or token.lower().startswith(("your", "<")):
+            raise ValueError(
+                f"is still the placeholder {token!r}: put your bot's token from "
+                "https://discord.com/developers/applications (Bot -> Reset Token) in .env")
+        if any(c.isspace() for c in token):
+            raise ValueError("contains whitespace; paste the token alone")
+        return SecretStr(token)
+
+    @field_validator("channels", mode="before")
+    @classmethod
+    def _channel_ids(cls, value):
+        if isinstance(value, str):
+            value = [part for part in value.replace(" ", ",").split(",") if part]
+        try:
+            return frozenset(int(v) for v in value)
+        except ValueError as error:
+            raise ValueError(f"channel ids must be numbers (Discord: right-click -> Copy ID): {error}")
+
+    @field_validator("bot_names", mode="before")
+    @classmethod
+    def _names(cls, value):
+        return parse_names(value)
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value):
+        return value.upper() if isinstance(value, str) else value
+
+    @property
+    def adapter_arg(self) -> str | Path | None:
+        """The adapter as ``models.loading.load_engine`` takes it."""
+        if self.adapter.lower() in ("", "none"):
+            return None
+        return "auto" if self.adapter == "auto" else Path(self.adapter)
+
+
+def env_names() -> dict[str, str]:
+    """Field name -> the environment variable that sets it."""
+    return {name: TOKEN_ENV if name == "discord_token" else ENV_PREFIX + name.upper()
+            for name in Settings.model_fields}
+
+
+def load_settings(**overrides) -> Settings:
+    """Settings from the environment and ``.env``; problems become one readable SettingsError."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as error:
+        names = env_names()
+        lines = []
+        for problem in error.errors():
+            field = str(problem["loc"][0]) if problem["loc"] else "?"
+            variable = names.get(field, field)
+            message = problem["msg"].removeprefix("Value error, ")
+            if problem["type"] == "missing":
+                message = "not set (see .env.example)"
+            lines.append(f"  {variable}: {message}")
+        raise SettingsError("Chime In cannot start; fix its configuration:\n" + "\n".join(lines)) from None

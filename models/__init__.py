@@ -1,0 +1,1 @@
+"""The model side (synchronous): turn format, loading, and the decide/reply engine."""

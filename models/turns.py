@@ -1,0 +1,97 @@
+"""The model's text format, defined once: who said what, and the two markers.
+
+Each person's message is one user turn ``Name: text``; each assistant turn is
+exactly ``(silence)`` or ``(response) text``. There is no system prompt in the
+finetuned format. Everything else in the project imports these names instead of
+spelling the strings again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+SILENCE = "(silence)"
+RESPONSE = "(response)"
+MARKERS = (SILENCE, RESPONSE)
+BOT_NAME = "assistant"
+
+Role = Literal["user", "assistant"]
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One message in a channel's window.
+
+    A user turn carries the author's display name; an assistant turn carries the
+    text the bot said (never a marker). A user turn with no assistant turn after
+    it was a silence. ``turn_id`` (a Discord message id, a line number) lets the
+    engine keep the start of its window stable while the window slides.
+    """
+
+    role: Role
+    text: str
+    name: str = ""
+    turn_id: Hashable | None = None
+
+    @classmethod
+    def user(cls, name: str, text: str, turn_id: Hashable | None = None) -> Turn:
+        return cls("user", text, name, turn_id)
+
+    @classmethod
+    def assistant(cls, text: str, turn_id: Hashable | None = None) -> Turn:
+        return cls("assistant", text, BOT_NAME, turn_id)
+
+
+def user_line(name: str, text: str) -> str:
+    """The content of a user turn: ``Name: text``."""
+    return f"{name}: {text}"
+
+
+def assistant_line(text: str | None) -> str:
+    """The content of an assistant turn: the silence marker, or the response marker and text."""
+    return SILENCE if text is None else f"{RESPONSE} {text}"
+
+
+def to_chat_messages(turns: Sequence[Turn], user_text=lambda name, text: user_line(name, text)) -> list[dict]:
+    """Turns -> chat-template messages in the finetuned layout.
+
+    Every user turn is followed by exactly one assistant turn: the bot's words
+    when it spoke, ``(silence)`` when it did not. A trailing user turn is left
+    open (that is the decision point). Consecutive bot messages (a long reply
+    split for Discord) merge into one turn; a window that starts with the bot's
+    words drops them, since they answer something no longer in view.
+    ``user_text`` renders a user turn's content (the engine passes one that also
+    neutralises control text).
+    """
+    messages: list[dict] = []
+    for turn in turns:
+        if turn.role == "user":
+            if messages and messages[-1]["role"] == "user":
+                messages.append({"role": "assistant", "content": SILENCE})
+            messages.append({"role": "user", "content": user_text(turn.name, turn.text)})
+        elif messages:
+            if messages[-1]["role"] == "assistant":
+                if messages[-1]["content"] == SILENCE:
+                    messages[-1]["content"] = assistant_line(turn.text)
+                else:
+                    messages[-1]["content"] += "\n" + turn.text
+            else:
+                messages.append({"role": "assistant", "content": assistant_line(turn.text)})
+    return messages
+
+
+def from_records(conversation: Iterable[dict]) -> list[Turn]:
+    """A conversation in the data format (see data/README.md) -> turns."""
+    return [
+        Turn.user(m["name"], m["content"]) if m["role"] == "user" else Turn.assistant(m["content"])
+        for m in conversation
+    ]
+
+
+def strip_markers(text: str) -> str:
+    """Remove every marker from model output, so none ever reaches people."""
+    for marker in MARKERS:
+        text = text.replace(marker, "")
+    return text.strip()

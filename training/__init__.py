@@ -1,0 +1,1 @@
+"""Rebuilding the model: data checks, generation, preparation, finetune, evaluation."""
