@@ -1,0 +1,83 @@
+"""Conversations -> token ids and labels, with the loss on the assistant turns only.
+
+As in the seed system: each person's line becomes ``Name: text``, an assistant
+turn follows every user turn (``(silence)`` where the data has none,
+``(response) text`` where it has one), no system prompt, rendered with the base
+model's own chat template. The labels keep exactly the tokens of the assistant
+turns (marker, words and end-of-turn) and mask everything else with -100.
+
+The mask comes from character offsets in the fully rendered text, not from
+searching for a marker's token ids: tokenization depends on context, and the
+seed's token search silently dropped examples when it failed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from models.template import ChatFormat
+from models.turns import SILENCE, Turn, from_records
+
+IGNORE = -100
+
+
+def training_messages(fmt: ChatFormat, turns: Sequence[Turn]) -> list[dict]:
+    messages = fmt.messages(turns)
+    if messages and messages[-1]["role"] == "user":
+        messages.append({"role": "assistant", "content": SILENCE})
+    return messages
+
+
+def encode_messages(fmt: ChatFormat, messages: list[dict]) -> dict:
+    """Token ids and labels for one rendered conversation."""
+    text, spans = fmt.assistant_spans(messages)
+    encoded = fmt.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    ids, labels, span_index = encoded["input_ids"], [], 0
+    for token_id, (start, end) in zip(ids, encoded["offset_mapping"], strict=True):
+        while span_index < len(spans) and spans[span_index].end <= start:
+            span_index += 1
+        inside = span_index < len(spans) and start < spans[span_index].end and end > spans[span_index].start
+        labels.append(token_id if inside else IGNORE)
+    return {"input_ids": ids, "labels": labels}
+
+
+def encode_conversation(fmt: ChatFormat, conversation: list[dict], max_length: int) -> list[dict]:
+    """One conversation -> one or more examples of at most ``max_length`` tokens.
+
+    A conversation too long for one example is cut at user turns into
+    consecutive pieces, so every assistant turn is still trained once.
+    """
+    turns = from_records(conversation)
+    examples, start = [], 0
+    while start < len(turns):
+        end = len(turns)
+        example = encode_messages(fmt, training_messages(fmt, turns[start:end]))
+        while len(example["input_ids"]) > max_length and end - start > 1:
+            end = _previous_user_turn(turns, start, end)
+            example = encode_messages(fmt, training_messages(fmt, turns[start:end]))
+        if len(example["input_ids"]) > max_length:
+            raise ValueError(f"a single turn does not fit max_length={max_length}")
+        examples.append(example)
+        start = end
+    return examples
+
+
+def _previous_user_turn(turns: Sequence[Turn], start: int, end: int) -> int:
+    """The largest cut point before ``end`` where a user turn begins (keeps bot turns with their prompt)."""
+    cut = end - 1
+    while cut > start + 1 and turns[cut].role != "user":
+        cut -= 1
+    return max(cut, start + 1)
+
+
+def encode_dataset(fmt: ChatFormat, conversations: Sequence[list[dict]], max_length: int) -> list[dict]:
+    examples = []
+    for conversation in conversations:
+        examples.extend(encode_conversation(fmt, conversation, max_length))
+    return examples
+
+
+def trained_text(tokenizer, example: dict) -> str:
+    """The text the loss is computed on: decode exactly the labelled tokens (for checks and tests)."""
+    return tokenizer.decode([t for t, label in zip(example["input_ids"], example["labels"], strict=True)
+                             if label != IGNORE])
