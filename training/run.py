@@ -27,7 +27,6 @@ log = logging.getLogger("training.run")
 
 def run(config: TrainConfig, restart: bool = False) -> dict:
     """Run the pipeline for one config and return the dev scores."""
-    from models.loading import load_engine
     from models.template import ChatFormat
     from training.dataset import dataset_stats, load_conversations
     from training.finetune import build_trainer, check_hardware, last_checkpoint, load_base_for_training
