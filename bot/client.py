@@ -61,7 +61,8 @@ class ChimeIn(discord.Client):
 
     async def on_ready(self) -> None:
         names = ", ".join(names_of_bot(self.user, None, self.settings.bot_names))
-        scope = "all readable channels" if not self.settings.channels else f"{len(self.settings.channels)} channels"
+        allowed = self.settings.channels
+        scope = f"{len(allowed)} channels" if allowed else "all readable channels"
         log.info("connected as %s (%s); model %s; reading %s", self.user, names,
                  self.worker.describe().get("model"), scope)
 
@@ -76,7 +77,8 @@ class ChimeIn(discord.Client):
         """DMs always; otherwise the configured channels (and their threads), or all when none are."""
         if isinstance(channel, discord.DMChannel) or not self.settings.channels:
             return True
-        return channel.id in self.settings.channels or getattr(channel, "parent_id", None) in self.settings.channels
+        allowed = self.settings.channels
+        return channel.id in allowed or getattr(channel, "parent_id", None) in allowed
 
     def controls_for(self, channel) -> ChannelControls:
         return self.controls.get(channel.id, getattr(channel, "parent_id", None))
@@ -85,13 +87,18 @@ class ChimeIn(discord.Client):
         return self.controls_for(channel).chattiness_or(self.settings.chattiness)
 
     def turn_for(self, message: discord.Message) -> Turn | None:
-        return turn_for(message, self.user.id, names_of_bot(self.user, message.guild, self.settings.bot_names))
+        names = names_of_bot(self.user, message.guild, self.settings.bot_names)
+        return turn_for(message, self.user.id, names)
 
-    async def forget(self, channel) -> None:
-        """Drop the channel's window and the engine's cache of it; history before now stays unread."""
+    def forget(self, channel) -> None:
+        """Drop the channel's window; history before now is not read back, even after a restart.
+
+        The engine's cache of the channel is dropped separately (``worker.forget``),
+        since that waits for the model to be free.
+        """
         self.windows.reset(channel.id)
-        self.controls.update(channel.id, forgotten_before=discord.utils.time_snowflake(discord.utils.utcnow()))
-        await self.worker.forget(channel.id)
+        now = discord.utils.time_snowflake(discord.utils.utcnow())
+        self.controls.update(channel.id, forgotten_before=now)
 
     # -- gateway events ------------------------------------------------------------
 

@@ -30,7 +30,7 @@ def _channel_only(command):
 
 
 @_channel_only
-@app_commands.command(description="How readily the bot chimes in here on its own (0 never, 1 whenever it can).")
+@app_commands.command(description="How readily the bot chimes in here on its own (0 never, 1 whenever).")
 @app_commands.describe(level="0 = only when asked; 0.5 = default; 1 = whenever it has something")
 async def chattiness(interaction: Interaction, level: app_commands.Range[float, 0.0, 1.0]) -> None:
     interaction.client.controls.update(interaction.channel_id, chattiness=level)
@@ -52,15 +52,20 @@ async def quiet(interaction: Interaction, on: bool) -> None:
 @_channel_only
 @app_commands.command(description="The bot's model, chattiness and recent decision speed in this channel.")
 async def status(interaction: Interaction) -> None:
-    await interaction.response.send_message(status_text(interaction.client, interaction.channel), ephemeral=True)
+    text = status_text(interaction.client, interaction.channel)
+    await interaction.response.send_message(text, ephemeral=True)
 
 
 @_channel_only
-@app_commands.command(description="Forget this channel's conversation (it won't be read back after a restart).")
+@app_commands.command(description="Forget this channel's conversation (not read back after a restart).")
 async def forget(interaction: Interaction) -> None:
-    await interaction.client.forget(interaction.channel)
+    bot = interaction.client
+    bot.forget(interaction.channel)
+    # Answer first: Discord wants a response within 3 s, and the engine's cache can
+    # only be dropped once the model is free, which may take a whole generation.
     await interaction.response.send_message(
         "Forgotten: I no longer remember the conversation here before this point.", ephemeral=True)
+    await bot.worker.forget(interaction.channel_id)
 
 
 def status_text(bot: ChimeIn, channel) -> str:

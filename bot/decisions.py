@@ -44,13 +44,15 @@ def channel_label(channel) -> str:
 
 
 def log_decision(channel, reason: str, spoke: bool, *, probability: float | None = None,
-                 threshold: float | None = None, seconds: float | None = None) -> None:
+                 threshold: float | None = None, seconds: float | None = None, note: str = "") -> None:
     """The one line per decision a self-hoster reads to see why it spoke or not."""
     parts = [f"decision channel={channel_label(channel)} reason={reason} spoke={'yes' if spoke else 'no'}"]
     if probability is not None:
         parts.append(f"p={probability:.3f} threshold={threshold:.2f}")
     if seconds is not None:
         parts.append(f"latency={seconds:.3f}s")
+    if note:
+        parts.append(f"({note})")
     log.info(" ".join(parts))
 
 
@@ -90,15 +92,20 @@ class DecisionQueue:
         lane.forced.append((message, reason))
         self._drain_soon(lane)
 
+    def busy(self) -> bool:
+        return bool(self._running())
+
     async def idle(self) -> None:
         """Wait until every lane is drained (tests, shutdown)."""
-        while tasks := [lane.task for lane in self._lanes.values() if lane.task]:
+        while tasks := self._running():
             await asyncio.gather(*tasks, return_exceptions=True)
 
     def cancel(self) -> None:
-        for lane in self._lanes.values():
-            if lane.task:
-                lane.task.cancel()
+        for task in self._running():
+            task.cancel()
+
+    def _running(self) -> list[asyncio.Task]:
+        return [lane.task for lane in self._lanes.values() if lane.task and not lane.task.done()]
 
     def _lane(self, channel) -> _Lane:
         lane = self._lanes.get(channel.id)
@@ -130,15 +137,13 @@ class DecisionQueue:
             window = self.windows.get(channel.id)
             turns = window.turns(upto=message.id) if window is not None else []
             if not turns or turns[-1].turn_id != message.id:
-                log.info("decision channel=%s reason=forced:%s spoke=no (message %s is gone)",
-                         channel_label(channel), reason, message.id)
+                log_decision(channel, f"forced:{reason}", False, note="the message was deleted")
                 return
             lane.done_upto = max(lane.done_upto, message.id)
             text, seconds = await self._generate(channel, turns)
-        if not text:
-            text = COULD_NOT_ANSWER
-        await self._post(channel, text, reply_to=message)
-        log_decision(channel, f"forced:{reason}", True, seconds=seconds)
+        spoke = await self._post(channel, text or COULD_NOT_ANSWER, reply_to=message)
+        log_decision(channel, f"forced:{reason}", spoke, seconds=seconds,
+                     note="" if text else "no answer; said so")
 
     async def _decide(self, lane: _Lane) -> None:
         channel = lane.channel
@@ -153,14 +158,16 @@ class DecisionQueue:
             try:
                 probability, seconds = await self.worker.decide(turns, channel.id)
             except Exception:
-                log.exception("decision channel=%s reason=model failed; staying silent", channel_label(channel))
+                log.exception("decision channel=%s reason=model failed; staying silent",
+                              channel_label(channel))
                 return
             speak = probability > threshold
             text = ""
             if speak:
                 text, _ = await self._generate(channel, turns)
-        spoke = speak and bool(text) and await self._post(channel, text)
-        log_decision(channel, "model", spoke, probability=probability, threshold=threshold, seconds=seconds)
+        spoke = bool(text) and await self._post(channel, text)
+        log_decision(channel, "model", spoke, probability=probability, threshold=threshold, seconds=seconds,
+                     note="empty reply" if speak and not text else "")
 
     async def _generate(self, channel, turns: list[Turn]) -> tuple[str, float | None]:
         """The reply text ('' when the model failed or said nothing) and the seconds it took."""

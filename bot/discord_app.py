@@ -16,6 +16,7 @@ import sys
 import discord
 
 from bot.channel_settings import ChannelSettingsError, ChannelSettingsStore
+from bot.client import ChimeIn
 from bot.settings import SettingsError, load_settings
 
 log = logging.getLogger("bot")
@@ -33,9 +34,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("discord").setLevel(max(logging.INFO, logging.getLevelName(settings.log_level)))
 
-    from bot.client import ChimeIn  # noqa: I001  (deferred with the model: --help stays instant)
+    # Deferred: torch and transformers load only once the configuration is known to be good.
     from models.loading import ModelLoadError, load_engine
+    from models.quiet import quiet_libraries
 
+    quiet_libraries()
     log.info("loading model %s (adapter: %s)", settings.model, settings.adapter)
     try:
         engine = load_engine(settings.model, settings.adapter_arg, settings.window_tokens)

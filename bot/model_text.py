@@ -23,7 +23,8 @@ CONVERSATION_TYPES = frozenset({discord.MessageType.default, discord.MessageType
 MENTION = re.compile(r"<(@!?|@&|#)(\d+)>")
 
 
-def names_of_bot(me: discord.abc.User, guild: discord.Guild | None, aliases: Iterable[str]) -> tuple[str, ...]:
+def names_of_bot(me: discord.abc.User, guild: discord.Guild | None,
+                 aliases: Iterable[str]) -> tuple[str, ...]:
     """Every name people may call the bot by here: its account names, its nickname, the aliases."""
     names = [me.name, me.global_name or "", me.display_name]
     if guild is not None and guild.me is not None:

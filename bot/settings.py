@@ -84,7 +84,7 @@ class Settings(BaseSettings):
         try:
             return frozenset(int(v) for v in value)
         except ValueError as error:
-            raise ValueError(f"channel ids must be numbers (Discord: right-click -> Copy ID): {error}")
+            raise ValueError(f"channel ids must be numbers (right-click -> Copy ID): {error}") from None
 
     @field_validator("bot_names", mode="before")
     @classmethod

@@ -137,7 +137,7 @@ def mistakes_section(title: str, explanation: str, points: Sequence) -> list[str
         return [*lines, "None.", ""]
     for point in points:
         lines += [f"**Conversation {point.conversation + 1}, message {point.message + 1}**: "
-                  f"p(speak) = {point.p:.3f}", "", *_code_block(context_lines(point))]
+                  f"p(speak) = {point.p:.3g}", "", *_code_block(context_lines(point))]
         if point.reference is not None:
             lines.append(f"Reference answer: {_one_line(point.reference)}")
         lines.append("")

@@ -21,9 +21,10 @@ async def test_mention_gets_a_reply_that_references_the_asking_message(tmp_path)
     engine = ScriptedEngine(reply_text="It's Lima.")
     async with discord_world() as fake, running_bot(fake, engine, tmp_path) as bot:
         maya = fake.add_person("Maya")
-        asked = await fake.say("general", maya, f"{fake.mention(fake.bot)} capital of peru?", mentions=[fake.bot])
+        asked = await fake.say("general", maya, f"{fake.mention(fake.bot)} capital of peru?",
+                               mentions=[fake.bot])
         [post] = await fake.wait_for_posts(1)
-        await settle(bot)
+        await settle(bot, fake)
 
     assert post.content == "It's Lima."
     assert post.reference_id == int(asked["id"])
@@ -42,9 +43,9 @@ async def test_ordinary_chit_chat_asks_the_model_and_posts_nothing(tmp_path, cap
         maya, tom = fake.add_person("Maya"), fake.add_person("Tom")
         with caplog.at_level(logging.INFO, logger="bot"):
             await fake.say("general", maya, "anyone up for pizza tonight?")
-            await settle(bot)
+            await settle(bot, fake)
             await fake.say("general", tom, "yes! 8pm?")
-            await settle(bot)
+            await settle(bot, fake)
 
     assert fake.posts == []
     channel_id = fake.channels["general"]
@@ -61,7 +62,7 @@ async def test_model_that_says_speak_posts_without_pinging(tmp_path):
     async with discord_world() as fake, running_bot(fake, engine, tmp_path) as bot:
         await fake.say("general", fake.add_person("Maya"), "how many ounces in a pound again?")
         [post] = await fake.wait_for_posts(1)
-        await settle(bot)
+        await settle(bot, fake)
 
     assert post.content == "It's 16 ounces."
     assert post.reference_id is None, "only forced replies reply to a message"
@@ -73,12 +74,12 @@ async def test_never_answers_itself_or_an_unmentioning_bot(tmp_path):
     async with discord_world() as fake, running_bot(fake, engine, tmp_path) as bot:
         other_bot = fake.add_person("Helper", bot=True)
         await fake.say("general", other_bot, "Reminder: standup in 5 minutes! What is 2+2?")
-        await settle(bot)
+        await settle(bot, fake)
         assert fake.posts == [] and engine.decisions == []
 
         await fake.say("general", other_bot, f"{fake.mention(fake.bot)} ping", mentions=[fake.bot])
         await fake.wait_for_posts(1)
-        await settle(bot, 0.5)
+        await settle(bot, fake)
 
     assert len(fake.posts) == 1, "its own post came back over the gateway and was not answered"
     assert engine.decisions == []
@@ -92,8 +93,9 @@ async def test_message_mentioning_only_another_person_causes_no_model_call(tmp_p
     async with discord_world() as fake, running_bot(fake, engine, tmp_path) as bot:
         maya, tom = fake.add_person("Maya"), fake.add_person("Tom")
         with caplog.at_level(logging.INFO, logger="bot"):
-            await fake.say("general", maya, f"{fake.mention(tom)} what's the capital of peru?", mentions=[tom])
-            await settle(bot)
+            await fake.say("general", maya, f"{fake.mention(tom)} what's the capital of peru?",
+                           mentions=[tom])
+            await settle(bot, fake)
 
     assert engine.decisions == [] and engine.replies == [] and fake.posts == []
     assert any("reason=rule:mentions others spoke=no" in r.getMessage() for r in caplog.records)
@@ -107,7 +109,7 @@ async def test_burst_while_model_is_busy_becomes_at_most_two_decisions(tmp_path)
         people = [fake.add_person(n) for n in ("Ana", "Bo", "Cy")]
         for i in range(10):
             await fake.say("general", people[i % 3], f"message {i}")
-        await settle(bot, 0.5)
+        await settle(bot, fake)
 
     decisions = engine.decisions_in(fake.channels["general"])
     assert 1 <= len(decisions) <= 2
@@ -123,7 +125,7 @@ async def test_forced_replies_queued_while_busy_are_all_answered(tmp_path):
         asks = [await fake.say("general", maya, f"{fake.mention(fake.bot)} q{i}", mentions=[fake.bot])
                 for i in range(3)]
         await fake.wait_for_posts(3)
-        await settle(bot)
+        await settle(bot, fake)
 
     assert sorted(p.reference_id for p in fake.posts) == sorted(int(a["id"]) for a in asks)
     assert [w[-1].text for _, w in engine.replies] == ["@assistant q0", "@assistant q1", "@assistant q2"]
@@ -137,7 +139,7 @@ async def test_reply_longer_than_discord_limit_arrives_as_several_messages(tmp_p
         asked = await fake.say("general", fake.add_person("Maya"), f"{fake.mention(fake.bot)} tell me all",
                                mentions=[fake.bot])
         await fake.wait_for_posts(3)
-        await settle(bot)
+        await settle(bot, fake)
 
     posts = fake.posts
     assert len(posts) >= 3 and all(len(p.content) <= 2000 for p in posts)
@@ -153,7 +155,7 @@ async def test_everyone_in_the_models_text_pings_nobody(tmp_path):
         await fake.say("general", fake.add_person("Maya"), f"{fake.mention(fake.bot)} say hi",
                        mentions=[fake.bot])
         [post] = await fake.wait_for_posts(1)
-        await settle(bot)
+        await settle(bot, fake)
 
     assert "@everyone" in post.content, "shown as text ..."
     assert fake.pings(post) == set(), "... and notifies nobody"
@@ -170,7 +172,7 @@ async def test_heartbeats_stay_on_time_during_a_long_generation(tmp_path):
         start = len(fake.heartbeats)
         await fake.wait_for_posts(1, timeout=10)
         during = fake.heartbeats[start:]
-        await settle(bot)
+        await settle(bot, fake)
 
     assert len(during) >= 8, "about one heartbeat per 0.25 s over a 3 s generation"
     gaps = [b - a for a, b in zip(during, during[1:], strict=False)]
@@ -185,7 +187,7 @@ async def test_model_exception_leaves_the_bot_running(tmp_path, caplog):
         maya = fake.add_person("Maya")
         with caplog.at_level(logging.INFO, logger="bot"):
             await fake.say("general", maya, "what's the tallest mountain?")
-            await settle(bot)
+            await settle(bot, fake)
             assert fake.posts == [], "a failed decision stays silent"
 
             asked = await fake.say("general", maya, f"{fake.mention(fake.bot)} tallest mountain?",
@@ -196,7 +198,7 @@ async def test_model_exception_leaves_the_bot_running(tmp_path, caplog):
             engine.reply_error = None
             await fake.say("general", maya, f"{fake.mention(fake.bot)} try again?", mentions=[fake.bot])
             await fake.wait_for_posts(2)
-            await settle(bot)
+            await settle(bot, fake)
 
     assert fake.posts[1].content == "Lima is the capital of Peru."
     assert any("CUDA out of memory" in (r.exc_text or "") or r.exc_info for r in caplog.records)
@@ -213,10 +215,11 @@ async def test_dm_and_reply_to_the_bot_force_a_reply(tmp_path):
 
         first = await fake.say("general", maya, f"{fake.mention(fake.bot)} hi", mentions=[fake.bot])
         await fake.wait_for_posts(2)
-        bots_message = next(m for m in fake.messages[fake.channels["general"]] if m["author"]["id"] == fake.bot["id"])
+        bots_message = next(m for m in fake.messages[fake.channels["general"]]
+                            if m["author"]["id"] == fake.bot["id"])
         follow_up = await fake.say("general", maya, "and what about tomorrow?", reply_to=bots_message)
         await fake.wait_for_posts(3)
-        await settle(bot)
+        await settle(bot, fake)
 
     assert fake.posts[1].reference_id == int(first["id"])
     assert fake.posts[2].reference_id == int(follow_up["id"])
@@ -229,11 +232,11 @@ async def test_edits_and_deletions_keep_the_window_true(tmp_path):
         maya, tom = fake.add_person("Maya"), fake.add_person("Tom")
         typo = await fake.say("general", maya, "whats the captial of peru")
         oops = await fake.say("general", tom, "wrong channel sorry")
-        await settle(bot)
+        await settle(bot, fake)
         await fake.edit(typo, "what's the capital of peru?")
         await fake.delete(oops)
         await fake.say("general", tom, "no idea")
-        await settle(bot)
+        await settle(bot, fake)
 
     last = engine.decisions[-1][1]
     assert [(t.name, t.text) for t in last] == [("Maya", "what's the capital of peru?"), ("Tom", "no idea")]
@@ -247,7 +250,7 @@ async def test_bot_names_and_mentions_are_rewritten_for_the_model(tmp_path):
         await fake.say("general", tom, f"{fake.mention(fake.bot)} and {fake.mention(maya)} hi",
                        mentions=[fake.bot, maya])
         await fake.wait_for_posts(1)
-        await settle(bot)
+        await settle(bot, fake)
 
     texts = [t.text for t in bot.windows.get(fake.channels["general"]).turns() if t.role == "user"]
     assert texts == ["does assistant know? or assistant? ask the sausage", "@assistant and @Maya hi"]
@@ -259,11 +262,11 @@ async def test_only_configured_channels_are_read(tmp_path):
         async with running_bot(fake, engine, tmp_path, channels=str(fake.channels["general"])) as bot:
             maya = fake.add_person("Maya")
             await fake.say("random", maya, f"{fake.mention(fake.bot)} hello?", mentions=[fake.bot])
-            await settle(bot)
+            await settle(bot, fake)
             assert fake.posts == [] and bot.windows.get(fake.channels["random"]) is None
             await fake.say("general", maya, "hello?")
             await fake.wait_for_posts(1)
-            await settle(bot)
+            await settle(bot, fake)
 
 
 async def test_identify_asks_only_for_the_intents_it_needs(tmp_path):

@@ -12,8 +12,9 @@ real ``discord.Client`` against this server. It speaks the real protocol:
   ``message_reference``), channel history, typing, application commands and
   interaction callbacks. Anything else answers 404 and lands in ``unknown``.
 
-Tests drive people with ``say`` / ``edit`` / ``delete`` / ``command`` and read
-what the bot did from ``posts``, ``typing``, ``heartbeats`` and ``identifies``.
+The JSON shapes live in discord_payloads.py. Tests drive people with ``say`` /
+``edit`` / ``delete`` / ``command`` and read what the bot did from ``posts``,
+``typing``, ``heartbeats`` and ``identifies``.
 ``pings(post)`` says whom a posted message would notify under Discord's
 allowed-mentions rules. Use a short ``heartbeat_seconds`` to keep tests fast.
 """
@@ -28,24 +29,20 @@ import re
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 import aiohttp
 import discord
 import yarl
 from aiohttp import web
 
+from tests.fakes import discord_payloads as payloads
+from tests.fakes.discord_payloads import MANAGE_CHANNELS, MESSAGE_CONTENT_INTENT
+
 DISCORD_EPOCH_MS = 1420070400000
 API_PREFIX = "/api/v10"
-MANAGE_CHANNELS = 1 << 4
-ALL_PERMISSIONS = (1 << 50) - 1
 
 # Op codes of the gateway protocol.
 DISPATCH, HEARTBEAT, IDENTIFY, RESUME, HELLO, INVALID_SESSION, HEARTBEAT_ACK = 0, 1, 2, 6, 10, 9, 11
-
-
-def _now_iso() -> str:
-    return datetime.now(UTC).isoformat()
 
 
 def _json(data, status: int = 200) -> web.Response:
@@ -78,17 +75,21 @@ class FakeDiscord:
     """One guild with text channels, a bot user, and the people tests add."""
 
     def __init__(self, *, heartbeat_seconds: float = 0.5, bot_name: str = "Sage",
-                 channels: Iterable[str] = ("general", "random")) -> None:
+                 channels: Iterable[str] = ("general", "random"), token: str | None = None,
+                 message_content_enabled: bool = True) -> None:
         self.heartbeat_seconds = heartbeat_seconds
+        self.token = token  # when set, any other token is refused with 401, as Discord does
+        self.message_content_enabled = message_content_enabled  # the portal's privileged-intent switch
         self._ids = itertools.count(1)
         self.guild_id = self.snowflake()
         self.application_id = self.snowflake()
-        self.bot = self._user(bot_name, bot=True, user_id=self.application_id)
+        self.bot = payloads.user(self.application_id, bot_name, bot=True)
         self.owner = self.add_person("Owner")
         self.channels: dict[str, int] = {name: self.snowflake() for name in channels}
         self.messages: dict[int, list[dict]] = {cid: [] for cid in self.channels.values()}
         self.dm_channels: dict[int, int] = {}  # person id -> DM channel id
 
+        self.created_ids: list[int] = []  # every MESSAGE_CREATE dispatched, people's and the bot's
         self.posts: list[Post] = []
         self.typing: list[tuple[int, float]] = []
         self.heartbeats: list[float] = []
@@ -99,78 +100,24 @@ class FakeDiscord:
 
         self._sockets: set[web.WebSocketResponse] = set()
         self._sequence = 0
-        self._ready = asyncio.Event()
         self._post_event = asyncio.Event()
         self._runner: web.AppRunner | None = None
         self.port = 0
 
-    # -- ids and objects ---------------------------------------------------
+    # -- ids and people ----------------------------------------------------
 
     def snowflake(self) -> int:
         """A fresh id whose timestamp is now, increasing like Discord's."""
         return ((int(time.time() * 1000) - DISCORD_EPOCH_MS) << 22) + next(self._ids)
 
-    def _user(self, name: str, *, bot: bool = False, user_id: int | None = None) -> dict:
-        user = {"id": str(user_id or self.snowflake()), "username": name.lower(), "global_name": name,
-                "discriminator": "0", "avatar": None, "public_flags": 0}
-        if bot:
-            user["bot"] = True
-        return user
-
     def add_person(self, name: str, *, bot: bool = False) -> dict:
         """A new user (a person, or another bot with ``bot=True``)."""
-        return self._user(name, bot=bot)
+        return payloads.user(self.snowflake(), name, bot=bot)
 
-    def _member(self, user: dict) -> dict:
-        return {"roles": [], "joined_at": _now_iso(), "deaf": False, "mute": False, "flags": 0,
-                "nick": None, "pending": False}
-
-    def _channel_payload(self, name: str, channel_id: int, position: int) -> dict:
-        return {"id": str(channel_id), "type": 0, "name": name, "position": position,
-                "guild_id": str(self.guild_id), "permission_overwrites": [], "nsfw": False,
-                "parent_id": None, "topic": None, "last_message_id": None, "rate_limit_per_user": 0}
-
-    def _guild_payload(self) -> dict:
-        everyone = {"id": str(self.guild_id), "name": "@everyone", "permissions": str(ALL_PERMISSIONS),
-                    "position": 0, "color": 0, "hoist": False, "managed": False, "mentionable": False,
-                    "flags": 0}
-        return {
-            "id": str(self.guild_id), "name": "Fake Guild", "icon": None, "owner_id": self.owner["id"],
-            "unavailable": False, "member_count": 2, "large": False, "features": [],
-            "roles": [everyone], "emojis": [], "stickers": [], "threads": [], "presences": [],
-            "voice_states": [], "stage_instances": [], "guild_scheduled_events": [],
-            "soundboard_sounds": [], "joined_at": _now_iso(), "verification_level": 0,
-            "default_message_notifications": 0, "explicit_content_filter": 0, "mfa_level": 0,
-            "premium_tier": 0, "preferred_locale": "en-US", "nsfw_level": 0,
-            "channels": [self._channel_payload(n, cid, i) for i, (n, cid) in enumerate(self.channels.items())],
-            "members": [{**self._member(self.bot), "user": self.bot}],
-        }
-
-    def message_payload(self, channel_id: int, author: dict, content: str, *,
-                        mentions: Iterable[dict] = (), reply_to: dict | None = None,
-                        message_id: int | None = None) -> dict:
-        in_guild = channel_id in self.messages and channel_id not in self.dm_channels.values()
-        message = {
-            "id": str(message_id or self.snowflake()), "channel_id": str(channel_id), "author": author,
-            "content": content, "timestamp": _now_iso(), "edited_timestamp": None, "tts": False,
-            "mention_everyone": False, "mentions": [], "mention_roles": [], "attachments": [],
-            "embeds": [], "pinned": False, "type": 0, "flags": 0, "components": [],
-        }
-        if in_guild:
-            message["guild_id"] = str(self.guild_id)
-            message["member"] = self._member(author)
-        for user in mentions:
-            mention = dict(user)
-            if in_guild:
-                mention["member"] = self._member(user)
-            message["mentions"].append(mention)
-        if reply_to is not None:
-            message["type"] = 19
-            message["message_reference"] = {"type": 0, "message_id": reply_to["id"],
-                                            "channel_id": reply_to["channel_id"],
-                                            "guild_id": reply_to.get("guild_id")}
-            message["referenced_message"] = reply_to
-        return message
+    def _message(self, channel_id: int, author: dict, content: str, **kwargs) -> dict:
+        in_guild = channel_id in self.channels.values()
+        return payloads.message(self.snowflake(), channel_id, author, content,
+                                guild_id=self.guild_id if in_guild else None, **kwargs)
 
     # -- what tests do -----------------------------------------------------
 
@@ -181,7 +128,7 @@ class FakeDiscord:
                   mentions: Iterable[dict] = (), reply_to: dict | None = None) -> dict:
         """A person posts ``content``: stored in history and dispatched as MESSAGE_CREATE."""
         channel_id = self._channel_id(channel)
-        message = self.message_payload(channel_id, author, content, mentions=mentions, reply_to=reply_to)
+        message = self._message(channel_id, author, content, mentions=mentions, reply_to=reply_to)
         self.messages[channel_id].append(message)
         await self.dispatch("MESSAGE_CREATE", message)
         return message
@@ -189,12 +136,12 @@ class FakeDiscord:
     async def say_offline(self, channel: str | int, author: dict, content: str) -> dict:
         """A message that lands in history while the bot is disconnected (no dispatch)."""
         channel_id = self._channel_id(channel)
-        message = self.message_payload(channel_id, author, content)
+        message = self._message(channel_id, author, content)
         self.messages[channel_id].append(message)
         return message
 
     async def edit(self, message: dict, content: str) -> dict:
-        message.update(content=content, edited_timestamp=_now_iso())
+        message.update(content=content, edited_timestamp=payloads.now_iso())
         await self.dispatch("MESSAGE_UPDATE", message)
         return message
 
@@ -218,23 +165,11 @@ class FakeDiscord:
     async def command(self, channel: str | int, user: dict, name: str, options: dict | None = None,
                       *, permissions: int = MANAGE_CHANNELS, timeout: float = 5.0) -> dict:
         """A person runs slash command ``name``; returns the bot's interaction response."""
-        channel_id = self._channel_id(channel)
         interaction_id = self.snowflake()
-        token = f"token-{interaction_id}"
         command_id = next((c["id"] for c in self.commands.get("global", []) if c["name"] == name), "0")
-        option_types = {float: 10, bool: 5, int: 4, str: 3}
-        data = {
-            "id": str(interaction_id), "application_id": str(self.application_id), "type": 2,
-            "token": token, "version": 1, "channel_id": str(channel_id), "guild_id": str(self.guild_id),
-            "channel": {"id": str(channel_id), "type": 0, "guild_id": str(self.guild_id)},
-            "member": {**self._member(user), "user": user, "permissions": str(permissions)},
-            "app_permissions": str(ALL_PERMISSIONS), "locale": "en-US", "guild_locale": "en-US",
-            "attachment_size_limit": 10 * 1024 * 1024,
-            "entitlements": [], "authorizing_integration_owners": {"0": str(self.guild_id)}, "context": 0,
-            "data": {"id": command_id, "name": name, "type": 1,
-                     "options": [{"name": k, "type": option_types[type(v)], "value": v}
-                                 for k, v in (options or {}).items()]},
-        }
+        data = payloads.slash_command(interaction_id, self.application_id, self.guild_id,
+                                      self._channel_id(channel), user, command_id, name, options or {},
+                                      permissions)
         before = len(self.interaction_responses)
         await self.dispatch("INTERACTION_CREATE", data)
         deadline = time.monotonic() + timeout
@@ -257,9 +192,6 @@ class FakeDiscord:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._post_event.wait(), remaining)
         return self.posts
-
-    async def wait_ready(self, timeout: float = 10.0) -> None:
-        await asyncio.wait_for(self._ready.wait(), timeout)
 
     def pings(self, post: Post) -> set[str]:
         """Whom ``post`` would notify, following Discord's allowed-mentions rules."""
@@ -326,6 +258,8 @@ class FakeDiscord:
 
     async def dispatch(self, event: str, data: dict) -> None:
         """Send a dispatch to every connected client."""
+        if event == "MESSAGE_CREATE":
+            self.created_ids.append(int(data["id"]))
         self._sequence += 1
         frame = json.dumps({"op": DISPATCH, "t": event, "s": self._sequence, "d": data})
         for ws in list(self._sockets):
@@ -346,29 +280,31 @@ class FakeDiscord:
                 await ws.send_json({"op": HEARTBEAT_ACK})
             elif op == IDENTIFY:
                 self.identifies.append(payload["d"])
+                if payload["d"]["intents"] & MESSAGE_CONTENT_INTENT and not self.message_content_enabled:
+                    await ws.close(code=4014, message=b"Disallowed intent(s).")
+                    break
                 self._sockets.add(ws)
                 await self._send_ready(ws)
             elif op == RESUME:
                 await ws.send_json({"op": INVALID_SESSION, "d": False})
         self._sockets.discard(ws)
-        if not self._sockets:
-            self._ready.clear()
         return ws
 
     async def _send_ready(self, ws: web.WebSocketResponse) -> None:
-        ready = {"v": 10, "user": self.bot, "guilds": [{"id": str(self.guild_id), "unavailable": True}],
-                 "session_id": f"session-{len(self.identifies)}", "resume_gateway_url": self.gateway_url,
-                 "application": {"id": str(self.application_id), "flags": 0},
-                 "private_channels": [], "relationships": [], "presences": [], "shard": [0, 1]}
-        for event, data in (("READY", ready), ("GUILD_CREATE", self._guild_payload())):
+        ready = payloads.ready(self.bot, self.guild_id, self.application_id,
+                               f"session-{len(self.identifies)}", self.gateway_url)
+        guild = payloads.guild(self.guild_id, self.owner, self.channels, self.bot)
+        for event, data in (("READY", ready), ("GUILD_CREATE", guild)):
             self._sequence += 1
             await ws.send_json({"op": DISPATCH, "t": event, "s": self._sequence, "d": data})
-        self._ready.set()
 
     # -- REST --------------------------------------------------------------
 
     async def _rest(self, request: web.Request) -> web.Response:
         path = "/" + request.match_info["tail"]
+        signed = not path.startswith("/interactions/")  # callbacks are authorised by their own token
+        if signed and self.token is not None and request.headers.get("Authorization") != f"Bot {self.token}":
+            return _json({"message": "401: Unauthorized", "code": 0}, status=401)
         body = await request.json() if request.can_read_body else None
         if request.method == "POST" and (hit := re.fullmatch(r"/interactions/(\d+)/[^/]+/callback", path)):
             return self._interaction_callback(hit[1], body)
@@ -377,7 +313,7 @@ class FakeDiscord:
             case ("GET", "/users/@me"):
                 return _json(self.bot)
             case ("GET", "/oauth2/applications/@me"):
-                return _json(self._application())
+                return _json(payloads.application(self.application_id, self.bot["global_name"], self.owner))
             case ("GET", "/gateway") | ("GET", "/gateway/bot"):
                 return _json({"url": self.gateway_url, "shards": 1,
                               "session_start_limit": {"total": 1000, "remaining": 1000,
@@ -396,13 +332,6 @@ class FakeDiscord:
         self.unknown.append(f"{request.method} {path}")
         return _json({"message": "404: Not Found", "code": 0}, status=404)
 
-    def _application(self) -> dict:
-        return {"id": str(self.application_id), "name": self.bot["global_name"], "icon": None,
-                "description": "", "summary": "", "type": None, "hook": True, "bot_public": True,
-                "bot_require_code_grant": False, "verify_key": "0" * 64, "flags": 0,
-                "owner": self.owner, "team": None, "interactions_endpoint_url": None,
-                "redirect_uris": [], "rpc_origins": []}
-
     async def _create_message(self, channel_id: int, body: dict) -> web.Response:
         if channel_id not in self.messages:
             return _json({"message": "Unknown Channel", "code": 10003}, status=404)
@@ -414,14 +343,14 @@ class FakeDiscord:
         reference = body.get("message_reference")
         parent = None
         if reference:
-            parent = next((m for m in self.messages[channel_id] if m["id"] == str(reference["message_id"])), None)
-        message = self.message_payload(channel_id, self.bot, content, reply_to=parent)
+            parent_id = str(reference["message_id"])
+            parent = next((m for m in self.messages[channel_id] if m["id"] == parent_id), None)
+        message = self._message(channel_id, self.bot, content, reply_to=parent)
         self.messages[channel_id].append(message)
         self.posts.append(Post(channel_id, body, message))
         self._post_event.set()
         await self.dispatch("MESSAGE_CREATE", message)
-        rest_view = {k: v for k, v in message.items() if k != "member"}
-        return _json(rest_view)
+        return _json(payloads.rest_view(message))
 
     def _history(self, channel_id: int, query) -> web.Response:
         messages = self.messages.get(channel_id, [])
@@ -431,13 +360,14 @@ class FakeDiscord:
         if "after" in query:
             messages = [m for m in messages if int(m["id"]) > int(query["after"])]
         newest_first = sorted(messages, key=lambda m: int(m["id"]), reverse=True)[:limit]
-        # REST messages carry no member object and no guild_id, as on Discord.
-        return _json([{k: v for k, v in m.items() if k not in ("member", "guild_id")} for m in newest_first])
+        return _json([payloads.rest_view(m) for m in newest_first])
 
     def _register_commands(self, scope: str, body: list[dict]) -> list[dict]:
+        # Discord answers with ids added and the permission bit set as a string.
+        permissions = [c.get("default_member_permissions") for c in body]
         registered = [{**c, "id": str(self.snowflake()), "application_id": str(self.application_id),
-                       "version": "1", "default_member_permissions": c.get("default_member_permissions")}
-                      for c in body]
+                       "version": "1", "default_member_permissions": None if p is None else str(p)}
+                      for c, p in zip(body, permissions, strict=True)]
         self.commands[scope] = registered
         return registered
 
