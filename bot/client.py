@@ -12,6 +12,7 @@ command sync) happens in ``setup_hook``, never in ``on_ready``.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import discord
@@ -23,6 +24,7 @@ from bot.decisions import DecisionQueue, channel_label, log_decision
 from bot.model_text import names_of_bot, turn_for
 from bot.rules import Action, facts_about, rule_for
 from bot.settings import Settings
+from bot.status import WRITE_EVERY_SECONDS, write_status
 from bot.window import MAX_WINDOW_MESSAGES, WindowStore
 from bot.worker import ModelWorker
 from models.turns import Turn
@@ -51,9 +53,11 @@ class ChimeIn(discord.Client):
         self.windows = WindowStore()
         self.decisions = DecisionQueue(self.worker, self.windows, self.chattiness_for)
         self.tree = app_commands.CommandTree(self)
+        self._status_task: asyncio.Task | None = None
 
     async def setup_hook(self) -> None:
         commands.register(self.tree)
+        self._status_task = asyncio.create_task(self._keep_status_fresh())
         try:
             await self.tree.sync()
         except discord.HTTPException as error:
@@ -65,8 +69,33 @@ class ChimeIn(discord.Client):
         scope = f"{len(allowed)} channels" if allowed else "all readable channels"
         log.info("connected as %s (%s); model %s; reading %s", self.user, names,
                  self.worker.describe().get("model"), scope)
+        self._write_status()
+
+    async def on_resumed(self) -> None:
+        self._write_status()
+
+    async def on_disconnect(self) -> None:
+        self._write_status()
+
+    def _write_status(self) -> None:
+        """Tell the container's health check (``python -m bot check --connected``) how we are."""
+        try:
+            write_status(self.settings.state_dir, self.is_ready() and not self.ws_closed)
+        except OSError as error:
+            log.warning("could not write the status file in %s: %s", self.settings.state_dir, error)
+
+    @property
+    def ws_closed(self) -> bool:
+        return self.ws is None or not self.ws.open
+
+    async def _keep_status_fresh(self) -> None:
+        while not self.is_closed():
+            self._write_status()
+            await asyncio.sleep(WRITE_EVERY_SECONDS)
 
     async def close(self) -> None:
+        if self._status_task is not None:
+            self._status_task.cancel()
         self.decisions.cancel()
         await super().close()
         self.worker.close()

@@ -138,3 +138,18 @@ async def test_commands_answer_at_once_while_the_model_is_busy(tmp_path):
         await fake.wait_for_posts(1)
         await settle(bot, fake)
     assert engine.forgotten == [fake.channels["general"]], "the cache is dropped once the model is free"
+
+
+async def test_status_file_says_connected_while_running_and_not_after(tmp_path):
+    """The container health check (`python -m bot check --connected`) reads this file."""
+    from bot.status import read_status
+
+    async with discord_world() as fake:
+        async with running_bot(fake, ScriptedEngine(), tmp_path) as client:
+            deadline = asyncio.get_running_loop().time() + 10
+            while not client.is_ready() and asyncio.get_running_loop().time() < deadline:
+                await asyncio.sleep(0.05)
+            client._write_status()
+            assert read_status(tmp_path)["connected"] is True
+        client._write_status()
+        assert read_status(tmp_path)["connected"] is False
