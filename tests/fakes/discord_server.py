@@ -93,6 +93,7 @@ class FakeDiscord:
         self.posts: list[Post] = []
         self.typing: list[tuple[int, float]] = []
         self.heartbeats: list[float] = []
+        self.hello_at: float | None = None  # when the last gateway connection got its HELLO
         self.identifies: list[dict] = []
         self.commands: dict[str, list[dict]] = {}
         self.interaction_responses: list[dict] = []
@@ -193,6 +194,17 @@ class FakeDiscord:
                 await asyncio.wait_for(self._post_event.wait(), remaining)
         return self.posts
 
+    def longest_heartbeat_gap(self) -> float:
+        """The longest time the client went without a heartbeat, from its HELLO until now.
+
+        Counting from HELLO and up to now means a run shorter than one interval
+        still has a gap to check, and a client that stopped beating shows it.
+        """
+        if self.hello_at is None:
+            raise AssertionError("the client never connected to the gateway")
+        beats = [self.hello_at, *(t for t in self.heartbeats if t >= self.hello_at), time.monotonic()]
+        return max(b - a for a, b in zip(beats, beats[1:], strict=False))
+
     def pings(self, post: Post) -> set[str]:
         """Whom ``post`` would notify, following Discord's allowed-mentions rules."""
         content = post.content
@@ -269,6 +281,7 @@ class FakeDiscord:
     async def _gateway(self, request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse()
         await ws.prepare(request)
+        self.hello_at = time.monotonic()
         await ws.send_json({"op": HELLO, "d": {"heartbeat_interval": int(self.heartbeat_seconds * 1000)}})
         async for frame in ws:
             if frame.type != aiohttp.WSMsgType.TEXT:
