@@ -4,37 +4,52 @@ Run from the checkout (``make bench`` does the same with the defaults)::
 
     .venv/bin/python -m benchmarks.decision_latency
     .venv/bin/python -m benchmarks.decision_latency --messages 120 --window-tokens 1024 --naive-samples 30
+    .venv/bin/python -m benchmarks.decision_latency --adapter none     # the bare base model
 
 It replays one long multi-user conversation: the conversations of
 ``data/train.jsonl`` one after another, with their gold assistant turns, so the
 room has dozens of different people and the bot speaks now and then. Each
-person's message is one decision, given the newest ``MAX_WINDOW_MESSAGES`` turns
-as the bot would. The replay first fills the token window (the engine has
-trimmed it once), and only then measures ``--messages`` decisions: steady state.
+person's message is one decision on the newest ``MAX_WINDOW_MESSAGES`` turns,
+as the bot passes them. The replay first fills the token window (until the
+engine has trimmed it once) and only then measures ``--messages`` decisions:
+steady state. The model is loaded as the bot loads it (``models.loading.load_engine``),
+with the bot's adapter by default (``auto``: the shipped one when there is one).
 
-Measured in the same process:
+Three paths are timed on the same messages, interleaved message by message so
+that a machine busy with other work slows all of them alike:
 
-* **naive** (the seed system): render the window's last ``--window-tokens``
-  tokens through the chat template, ``generate`` up to 32 new tokens greedily
-  with no cache kept between calls (the model may stop early at its end token),
-  and look for the ``(response)`` marker in the output. It is slow, so only
-  ``--naive-samples`` messages, spread evenly over the measured ones, are timed.
-  Choosing where the window starts is not timed; rendering, tokenizing,
-  generating and decoding are.
+* **naive** (the seed system): render the newest turns that fit
+  ``--window-tokens`` through the chat template, ``generate`` up to 32 new
+  tokens greedily with no cache kept between calls (the model may stop early
+  at its end token), and look for the ``(response)`` marker in the output. It
+  is slow, so only ``--naive-samples`` of the measured messages, spread evenly,
+  run it. Choosing where its window starts is not timed; rendering,
+  tokenizing, generating and decoding are.
 * **engine**: ``Engine.decide`` with its incremental KV cache, in the loader's
-  default dtype (float32 on a CPU) and again in bfloat16.
-* **floor**: the arithmetic floor of one decision, its FLOPs over the bf16
-  matrix-multiply rate measured here with ``torch.matmul``. FLOPs are
-  ``2 * linear parameters * new tokens`` (all ``nn.Linear`` weights of the
-  decoder layers) plus ``2 * hidden * vocab`` for the LM head over the one kept
-  position, plus attention ``4 * layers * heads * head_dim * context`` per new
-  token. Embedding lookups, norms and activations are not counted.
+  default dtype (float32 on a CPU).
+* **engine bf16**: the same on the model loaded in bfloat16.
 
-Peak memory is the resident set size high-water mark of each phase (Linux
-``VmHWM``, reset between phases through ``/proc/self/clear_refs``), reported as
-the peak and as its rise over the RSS when the phase began; where that reset is
-not allowed it falls back to the process-wide ``ru_maxrss``. tracemalloc is no
-use here: torch allocates outside Python's allocator.
+The **floor** is the arithmetic floor of one decision: its FLOPs over the bf16
+matrix-multiply rate measured here with ``torch.matmul`` (best of the runs
+before and after the replay). FLOPs per decision are ``2 * linear parameters *
+new tokens`` (every ``nn.Linear`` weight of the decoder, adapter included),
+plus attention, ``4 * layers * heads * head_dim`` per new token and attended
+position, plus the two rows of the LM head a decision reads. Embedding
+lookups, norms and activations are not counted. ``floor_ms`` is the median
+over the measured decisions.
+
+A decision feeds a few dozen tokens, so it is bound by memory more than by
+arithmetic: every forward pass reads all of the decoder's linear weights. The
+**weight-read floor** (``weight_read_floor_ms``) is their size in the engine's
+dtype over the memory read rate measured here (summing a 512 MiB tensor).
+
+**Memory.** Both models stay loaded, so the process RSS holds both. For each
+path the table shows the weights it runs on and the most the RSS rose during
+one of its calls (Linux ``VmHWM``, reset before each call through
+``/proc/self/clear_refs``; the reset is not timed). Where that reset is not
+allowed only the process-wide high-water mark (``ru_maxrss``) is known and
+the rise column is empty. tracemalloc is no use: torch allocates outside
+Python's allocator.
 
 The table comes first; the last line of output is one JSON object.
 """
@@ -43,6 +58,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import statistics
 import sys
@@ -52,14 +68,14 @@ from pathlib import Path
 import torch
 
 from bot.window import MAX_WINDOW_MESSAGES
-from models.engine import Engine, _shared_prefix_length
-from models.loading import load_model
+from models.engine import _shared_prefix_length
+from models.loading import load_engine
 from models.template import ChatFormat
 from models.turns import RESPONSE, Turn, from_records
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "train.jsonl"
 NAIVE_NEW_TOKENS = 32
-# The bf16 rate is measured on the decoder's widest matmul, (tokens x hidden) @
+# The bf16 rate is measured on the decoder's widest matmul, (rows x hidden) @
 # (hidden x intermediate), with as many rows as a long prefill: big enough for
 # the CPU's best rate, so the floor is a floor and not a small-matrix penalty.
 RATE_ROWS = 512
@@ -78,109 +94,10 @@ def replay_conversation(path: Path = DATA) -> list[Turn]:
     return turns
 
 
-def decision_windows(turns: list[Turn]):
+def decision_windows(turns: list[Turn]) -> list[list[Turn]]:
     """For every person's message, the window the bot would pass: the newest turns up to it."""
-    for end, turn in enumerate(turns, start=1):
-        if turn.role == "user":
-            yield turns[max(0, end - MAX_WINDOW_MESSAGES) : end]
-
-
-# -- measurements ------------------------------------------------------------------
-
-
-class PeakMemory:
-    """RSS high-water mark of one phase, in MiB."""
-
-    def __enter__(self):
-        try:
-            Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS
-            self.method = "VmHWM"
-        except OSError:
-            self.method = "ru_maxrss"
-        self.start_mb = _status_mb("VmRSS")
-        return self
-
-    def __exit__(self, *exc):
-        if self.method == "VmHWM":
-            self.peak_mb = _status_mb("VmHWM")
-        else:
-            self.peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        self.rise_mb = self.peak_mb - self.start_mb
-        return False
-
-
-def _status_mb(field: str) -> float:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
-def bf16_matmul_gflops(rows: int, hidden: int, intermediate: int, seconds: float = 1.0) -> float:
-    """The bf16 matrix-multiply rate of this machine, now, in GFLOP/s (best of several timed batches)."""
-    a = torch.randn(rows, hidden, dtype=torch.bfloat16)
-    b = torch.randn(hidden, intermediate, dtype=torch.bfloat16)
-    for _ in range(3):
-        torch.matmul(a, b)
-    best, deadline = float("inf"), time.perf_counter() + seconds
-    while time.perf_counter() < deadline:
-        start = time.perf_counter()
-        for _ in range(10):
-            torch.matmul(a, b)
-        best = min(best, (time.perf_counter() - start) / 10)
-    return 2 * rows * hidden * intermediate / best / 1e9
-
-
-def linear_parameters(model) -> int:
-    """Weights of every nn.Linear except the LM head: what each new token multiplies through."""
-    head = model.get_output_embeddings()
-    return sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear) and m is not head)
-
-
-def decision_flops(model, new_tokens: int, context: int) -> float:
-    """FLOPs of one decision feeding ``new_tokens`` after ``context - new_tokens`` cached ones."""
-    config = model.config
-    attention_width = config.num_attention_heads * getattr(
-        config, "head_dim", config.hidden_size // config.num_attention_heads)
-    cached = context - new_tokens
-    # Token i attends to cached + i + 1 positions: QK^T and AV, 2 FLOPs per multiply-add each.
-    attended = sum(cached + i + 1 for i in range(new_tokens))
-    return (2 * linear_parameters(model) * new_tokens
-            + 2 * config.hidden_size * config.vocab_size
-            + 4 * config.num_hidden_layers * attention_width * attended)
-
-
-def replay_engine(engine: Engine, windows: list, messages: int) -> dict:
-    """Decide on every window in turn; time the ``messages`` decisions after the window first trimmed."""
-    key = "bench"
-    times, new_tokens, contexts, probabilities = [], [], [], []
-    first = None
-    for index, window in enumerate(windows):
-        before = list(engine._session(key).ids)
-        start = time.perf_counter()
-        probability = engine.decide(window, key=key)
-        elapsed = time.perf_counter() - start
-        session = engine._sessions[key]
-        if first is None and session.first_turn == window[0]:
-            continue  # still filling the window: everything since the start fits
-        first = index if first is None else first
-        times.append(elapsed * 1000)
-        # Counted as Engine._forward does: at least the last token is always fed.
-        new_tokens.append(len(session.ids) - min(_shared_prefix_length(before, session.ids), len(session.ids) - 1))
-        contexts.append(len(session.ids))
-        probabilities.append(probability)
-        if len(times) == messages:
-            return {"first": first, "times": times, "new_tokens": new_tokens, "contexts": contexts,
-                    "probabilities": probabilities}
-    raise SystemExit(f"the conversation ran out after {len(times)} measured messages; ask for fewer")
+    return [turns[max(0, end - MAX_WINDOW_MESSAGES) : end]
+            for end, turn in enumerate(turns, start=1) if turn.role == "user"]
 
 
 def naive_window(fmt: ChatFormat, window: list[Turn], window_tokens: int) -> list[Turn]:
@@ -209,21 +126,125 @@ def naive_decide(model, fmt: ChatFormat, turns: list[Turn]) -> bool:
     return RESPONSE in tokenizer.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
 
 
-def replay_naive(model, fmt: ChatFormat, windows: list, window_tokens: int) -> dict:
-    times, prompt_tokens = [], []
-    naive_decide(model, fmt, windows[0][-1:])  # one-time set-up of generate is not a per-message cost
-    for window in windows:
-        turns = naive_window(fmt, window, window_tokens)
-        prompt_tokens.append(len(_encode(fmt, fmt.prompt(turns))))
-        start = time.perf_counter()
-        naive_decide(model, fmt, turns)
-        times.append((time.perf_counter() - start) * 1000)
-    return {"times": times, "prompt_tokens": prompt_tokens}
+# -- measuring ---------------------------------------------------------------------
 
 
-def spread(total: int, count: int) -> list[int]:
+class Measured:
+    """One measured path: its timings and the most one of its calls raised the RSS."""
+
+    def __init__(self, name: str, weights_mb: float):
+        self.name, self.weights_mb = name, weights_mb
+        self.times: list[float] = []
+        self.rise_mb: float | None = 0.0
+
+    def add(self, ms: float, rise_mb: float | None) -> None:
+        self.times.append(ms)
+        self.rise_mb = None if rise_mb is None or self.rise_mb is None else max(self.rise_mb, rise_mb)
+
+    @property
+    def p50(self) -> float:
+        return statistics.median(self.times)
+
+    @property
+    def p95(self) -> float:
+        return percentile(self.times, 0.95)
+
+
+def timed(call, *args, **kwargs):
+    """``call``'s result, its milliseconds, and how far the RSS rose while it ran (None where unknown)."""
+    resettable = _reset_rss_peak()
+    before = _status_mb("VmRSS")
+    start = time.perf_counter()
+    result = call(*args, **kwargs)
+    ms = (time.perf_counter() - start) * 1000
+    return result, ms, (_status_mb("VmHWM") - before) if resettable else None
+
+
+def _reset_rss_peak() -> bool:
+    try:
+        Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS (Linux)
+        return True
+    except OSError:
+        return False
+
+
+def _status_mb(field: str) -> float:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def spread(total: int, count: int) -> set[int]:
     """``count`` indices spread evenly over ``range(total)``."""
-    return sorted({round(i * (total - 1) / max(1, count - 1)) for i in range(count)}) if count > 1 else [total // 2]
+    if count <= 1:
+        return {total // 2}
+    return {round(i * (total - 1) / (count - 1)) for i in range(count)}
+
+
+def bf16_matmul_gflops(rows: int, hidden: int, intermediate: int, seconds: float = 1.0) -> float:
+    """The bf16 matrix-multiply rate of this machine, now, in GFLOP/s (best of several timed batches)."""
+    a = torch.randn(rows, hidden, dtype=torch.bfloat16)
+    b = torch.randn(hidden, intermediate, dtype=torch.bfloat16)
+    for _ in range(3):
+        torch.matmul(a, b)
+    best, deadline = float("inf"), time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        start = time.perf_counter()
+        for _ in range(10):
+            torch.matmul(a, b)
+        best = min(best, (time.perf_counter() - start) / 10)
+    return 2 * rows * hidden * intermediate / best / 1e9
+
+
+def read_gbytes_per_second(megabytes: int = 512, seconds: float = 1.0) -> float:
+    """How fast this machine streams memory it has not got in cache, now, in GB/s (best of several sums)."""
+    block = torch.ones(megabytes * 2**20 // 4, dtype=torch.float32)
+    block.sum()
+    best, deadline = float("inf"), time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        start = time.perf_counter()
+        block.sum()
+        best = min(best, time.perf_counter() - start)
+    return block.numel() * 4 / best / 1e9
+
+
+def linear_bytes(model) -> int:
+    """Bytes of the decoder's linear weights: what every forward pass reads from memory, however few tokens."""
+    head = model.get_output_embeddings()
+    return sum(m.weight.numel() * m.weight.element_size()
+               for m in model.modules() if isinstance(m, torch.nn.Linear) and m is not head)
+
+
+def linear_parameters(model) -> int:
+    """Weights of every nn.Linear except the LM head: what each new token multiplies through."""
+    head = model.get_output_embeddings()
+    return sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear) and m is not head)
+
+
+def decision_flops(model, new_tokens: int, context: int) -> float:
+    """FLOPs of one decision feeding ``new_tokens`` after ``context - new_tokens`` cached ones."""
+    config = model.config
+    attention_width = config.num_attention_heads * getattr(
+        config, "head_dim", config.hidden_size // config.num_attention_heads)
+    cached = context - new_tokens
+    # New token i attends to cached + i + 1 positions: QK^T and AV, 2 FLOPs per multiply-add each.
+    attended = sum(cached + i + 1 for i in range(new_tokens))
+    return (2 * linear_parameters(model) * new_tokens
+            + 4 * config.num_hidden_layers * attention_width * attended
+            + 2 * 2 * config.hidden_size)  # the two branch rows of the LM head
+
+
+def weights_mb(model) -> float:
+    return sum(p.numel() * p.element_size() for p in model.parameters()) / 2**20
 
 
 # -- the run -----------------------------------------------------------------------
@@ -246,94 +267,126 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     if args.messages < 1 or args.naive_samples < 1:
         raise SystemExit("--messages and --naive-samples must be at least 1")
-    windows = list(decision_windows(replay_conversation()))
+    windows = decision_windows(replay_conversation())
+    load_at_start = os.getloadavg()[0]
 
-    loaded = load_model(args.model, args.adapter)
-    model = loaded.model
-    engine = Engine(model, loaded.tokenizer, window_tokens=args.window_tokens)
-    with PeakMemory() as engine_memory:
-        measured = replay_engine(engine, windows, args.messages)
+    # Loaded as the bot loads its engine (an adapter is folded into the weights on a CPU).
+    engine = load_engine(args.model, args.adapter, window_tokens=args.window_tokens)
+    engine_bf16 = load_engine(args.model, args.adapter, window_tokens=args.window_tokens, dtype="bfloat16")
+    model, dtype = engine.model, engine.info["dtype"]
+    naive = Measured(f"naive generate ({dtype})", weights_mb(model))
+    fast = Measured(f"engine decide ({dtype})", weights_mb(model))
+    fast_bf16 = Measured("engine decide (bfloat16)", weights_mb(engine_bf16.model))
+    rate = bf16_matmul_gflops(RATE_ROWS, model.config.hidden_size, model.config.intermediate_size)
 
-    picks = spread(args.messages, min(args.naive_samples, args.messages))
-    with PeakMemory() as naive_memory:
-        naive = replay_naive(model, engine.format, [windows[measured["first"] + i] for i in picks],
-                             args.window_tokens)
+    naive_picks = spread(args.messages, min(args.naive_samples, args.messages))
+    new_tokens, contexts, flops, probabilities = [], [], [], []
+    naive_prompt_tokens = []
+    naive_decide(model, engine.format, windows[0][-1:])  # generate's one-time set-up is no per-message cost
+    measured, filled = 0, False
+    for window in windows:
+        before = list(engine._session("bench").ids)
+        probability, ms, rise = timed(engine.decide, window, key="bench")
+        probability_bf16, ms_bf16, rise_bf16 = timed(engine_bf16.decide, window, key="bench")
+        session = engine._sessions["bench"]
+        # The window fills until the engine trims it for the first time; that is not measured.
+        filled = filled or session.first_turn != window[0]
+        if not filled:
+            continue
+        fast.add(ms, rise)
+        fast_bf16.add(ms_bf16, rise_bf16)
+        # Counted as the engine feeds them: at least the last token is always computed.
+        new = len(session.ids) - min(_shared_prefix_length(before, session.ids), len(session.ids) - 1)
+        new_tokens.append(new)
+        contexts.append(len(session.ids))
+        flops.append(decision_flops(model, new, len(session.ids)))
+        probabilities.append((probability, probability_bf16))
+        if measured in naive_picks:
+            turns = naive_window(engine.format, window, args.window_tokens)
+            naive_prompt_tokens.append(len(_encode(engine.format, engine.format.prompt(turns))))
+            _, ms, rise = timed(naive_decide, model, engine.format, turns)
+            naive.add(ms, rise)
+        measured += 1
+        if measured == args.messages:
+            break
+    else:
+        raise SystemExit(f"the conversation ran out after {measured} measured messages; ask for fewer")
 
-    hidden, intermediate = model.config.hidden_size, model.config.intermediate_size
-    gflops = bf16_matmul_gflops(RATE_ROWS, hidden, intermediate)
-    flops = [decision_flops(model, n, c) for n, c in zip(measured["new_tokens"], measured["contexts"])]
-    del engine, model
-
-    bf16 = load_model(args.model, args.adapter, dtype="bfloat16")
-    with PeakMemory() as bf16_memory:
-        measured_bf16 = replay_engine(Engine(bf16.model, bf16.tokenizer, window_tokens=args.window_tokens),
-                                      windows, args.messages)
-
-    engine_p50, naive_p50 = statistics.median(measured["times"]), statistics.median(naive["times"])
-    bf16_p50 = statistics.median(measured_bf16["times"])
-    floor_flops = statistics.median(flops)
-    floor_ms = floor_flops / (gflops * 1e9) * 1000
+    rate = max(rate, bf16_matmul_gflops(RATE_ROWS, model.config.hidden_size, model.config.intermediate_size))
+    floor_ms = statistics.median(flops) / (rate * 1e9) * 1000
+    # A second floor: a forward pass reads every decoder weight once, so no
+    # decision is faster than streaming them from memory (in the engine's dtype).
+    bandwidth = read_gbytes_per_second()
+    read_floor_ms = linear_bytes(model) / (bandwidth * 1e9) * 1000
+    read_floor_bf16_ms = linear_bytes(engine_bf16.model) / (bandwidth * 1e9) * 1000
     result = {
-        "naive_p50_ms": round(naive_p50, 2),
-        "naive_p95_ms": round(percentile(naive["times"], 0.95), 2),
-        "engine_p50_ms": round(engine_p50, 2),
-        "engine_p95_ms": round(percentile(measured["times"], 0.95), 2),
-        "speedup": round(naive_p50 / engine_p50, 1),
+        "naive_p50_ms": round(naive.p50, 2),
+        "naive_p95_ms": round(naive.p95, 2),
+        "engine_p50_ms": round(fast.p50, 2),
+        "engine_p95_ms": round(fast.p95, 2),
+        "speedup": round(naive.p50 / fast.p50, 1),
         "floor_ms": round(floor_ms, 2),
-        "engine_over_floor": round(engine_p50 / floor_ms, 2),
-        "engine_new_tokens_p50": statistics.median(measured["new_tokens"]),
-        "engine_context_tokens_p50": statistics.median(measured["contexts"]),
-        "naive_prompt_tokens_p50": statistics.median(naive["prompt_tokens"]),
-        "dtype": loaded.dtype,
-        "engine_bf16_p50_ms": round(bf16_p50, 2),
-        "engine_bf16_p95_ms": round(percentile(measured_bf16["times"], 0.95), 2),
-        "speedup_bf16": round(naive_p50 / bf16_p50, 1),
-        "engine_bf16_over_floor": round(bf16_p50 / floor_ms, 2),
+        "engine_over_floor": round(fast.p50 / floor_ms, 2),
+        "engine_new_tokens_p50": statistics.median(new_tokens),
+        "engine_context_tokens_p50": statistics.median(contexts),
+        "naive_prompt_tokens_p50": statistics.median(naive_prompt_tokens),
+        "dtype": dtype,
+        "engine_bf16_p50_ms": round(fast_bf16.p50, 2),
+        "engine_bf16_p95_ms": round(fast_bf16.p95, 2),
+        "speedup_bf16": round(naive.p50 / fast_bf16.p50, 1),
+        "engine_bf16_over_floor": round(fast_bf16.p50 / floor_ms, 2),
         # How far bf16 decisions drift from the default dtype's on the same messages.
-        "bf16_max_abs_diff": round(max(abs(a - b) for a, b in
-                                       zip(measured["probabilities"], measured_bf16["probabilities"])), 4),
-        "floor_gflop": round(floor_flops / 1e9, 3),
-        "bf16_matmul_gflops": round(gflops, 1),
-        "rate_shape": f"({RATE_ROWS}x{hidden}) @ ({hidden}x{intermediate})",
-        "peak_rss_mb": {name: round(m.peak_mb) for name, m in
-                        (("engine", engine_memory), ("naive", naive_memory), ("engine_bf16", bf16_memory))},
-        "messages": args.messages,
-        "naive_samples": len(naive["times"]),
+        "bf16_max_abs_diff": round(max(abs(a - b) for a, b in probabilities), 4),
+        "weight_read_floor_ms": round(read_floor_ms, 2),
+        "weight_read_floor_bf16_ms": round(read_floor_bf16_ms, 2),
+        "read_gbytes_per_second": round(bandwidth, 1),
+        "floor_gflop_p50": round(statistics.median(flops) / 1e9, 3),
+        "bf16_matmul_gflops": round(rate, 1),
+        "rate_shape": f"({RATE_ROWS}x{model.config.hidden_size}) @ "
+                      f"({model.config.hidden_size}x{model.config.intermediate_size})",
+        "weights_mb": {dtype: round(fast.weights_mb),
+                       "bfloat16": round(fast_bf16.weights_mb)},
+        "call_rss_rise_mb": {path: None if p.rise_mb is None else round(p.rise_mb)
+                             for path, p in (("naive", naive), ("engine", fast), ("engine_bf16", fast_bf16))},
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        "messages": measured,
+        "naive_samples": len(naive.times),
         "window_tokens": args.window_tokens,
         "threads": torch.get_num_threads(),
+        "loadavg_1min": [round(load_at_start, 2), round(os.getloadavg()[0], 2)],
         "model": args.model,
-        "adapter": str(loaded.adapter) if loaded.adapter else None,
+        "adapter": engine.info["adapter"],
     }
-    print_table(result, measured, naive, measured_bf16, engine_memory, naive_memory, bf16_memory)
+    print_table(result, [naive, fast, fast_bf16], new_tokens)
     print(json.dumps(result))
     return result
 
 
-def print_table(result, measured, naive, measured_bf16, engine_memory, naive_memory, bf16_memory) -> None:
-    rows = [
-        (f"naive generate ({result['dtype']})", naive["times"], "-", naive_memory),
-        (f"engine decide ({result['dtype']})", measured["times"], statistics.median(measured["new_tokens"]),
-         engine_memory),
-        ("engine decide (bfloat16)", measured_bf16["times"], statistics.median(measured_bf16["new_tokens"]),
-         bf16_memory),
-    ]
+def print_table(result: dict, paths: list[Measured], new_tokens: list[int]) -> None:
     print(f"decision latency: {result['messages']} messages after the {result['window_tokens']}-token window "
-          f"filled, model {result['model']}, adapter {result['adapter'] or 'none (bare model)'}, "
-          f"{result['threads']} torch threads")
-    print(f"{'path':<28}{'n':>5}{'p50 ms':>10}{'p95 ms':>10}{'new tok':>9}{'peak RSS MiB':>14}{'rise MiB':>10}")
-    for name, times, tokens, memory in rows:
-        print(f"{name:<28}{len(times):>5}{statistics.median(times):>10.1f}{percentile(times, 0.95):>10.1f}"
-              f"{tokens!s:>9}{memory.peak_mb:>14.0f}{memory.rise_mb:>10.0f}")
+          f"filled; model {result['model']}, adapter {result['adapter'] or 'none (bare model)'}; "
+          f"{result['threads']} torch threads; load average {result['loadavg_1min'][0]} at start, "
+          f"{result['loadavg_1min'][1]} at end")
+    print(f"{'path':<28}{'n':>5}{'p50 ms':>10}{'p95 ms':>10}{'new tok':>9}{'weights MiB':>13}{'call RSS rise MiB':>19}")
+    for path in paths:
+        tokens = "-" if path.name.startswith("naive") else f"{statistics.median(new_tokens):g}"
+        rise = "-" if path.rise_mb is None else f"{path.rise_mb:.0f}"
+        print(f"{path.name:<28}{len(path.times):>5}{path.p50:>10.1f}{path.p95:>10.1f}{tokens:>9}"
+              f"{path.weights_mb:>13.0f}{rise:>19}")
     print(f"{'floor (arithmetic)':<28}{'':>5}{result['floor_ms']:>10.2f}{'':>10}"
-          f"{result['engine_new_tokens_p50']!s:>9}")
-    print(f"naive prompt: p50 {result['naive_prompt_tokens_p50']} tokens, up to {NAIVE_NEW_TOKENS} generated; "
-          f"engine context p50 {result['engine_context_tokens_p50']} tokens")
-    print(f"floor: p50 decision {result['floor_gflop']} GFLOP (linear layers + LM head over 1 position + "
-          f"attention) at {result['bf16_matmul_gflops']} GFLOP/s, torch.matmul bf16 {result['rate_shape']}")
-    print(f"peak memory: {engine_memory.method} high-water RSS of each phase; rise over the phase's starting RSS")
+          f"{result['engine_new_tokens_p50']:>9g}")
+    print(f"{'floor (weight reads)':<28}{'':>5}{result['weight_read_floor_ms']:>10.2f}"
+          f"{'':>10}{'':>9}   ({result['weight_read_floor_bf16_ms']:.2f} ms in bf16)")
+    print(f"naive: prompt p50 {result['naive_prompt_tokens_p50']:g} tokens, up to {NAIVE_NEW_TOKENS} generated; "
+          f"engine: context p50 {result['engine_context_tokens_p50']:g} tokens")
+    print(f"floor: p50 decision {result['floor_gflop_p50']} GFLOP (linear layers, attention, 2 LM-head rows) "
+          f"at {result['bf16_matmul_gflops']} GFLOP/s, torch.matmul bf16 {result['rate_shape']}; "
+          f"weight reads: the decoder's linear weights at {result['read_gbytes_per_second']} GB/s (a 512 MiB sum)")
+    print(f"memory: peak process RSS {result['peak_rss_mb']} MiB with both models loaded; the rise is the most "
+          f"the RSS grew during one call (VmHWM reset before each call)")
     print(f"speedup {result['speedup']}x ({result['dtype']} engine), {result['speedup_bf16']}x (bf16 engine); "
-          f"engine p50 is {result['engine_over_floor']}x the floor; bf16 decisions differ from "
-          f"{result['dtype']} by up to {result['bf16_max_abs_diff']}")
+          f"engine p50 is {result['engine_over_floor']}x the floor ({result['engine_bf16_over_floor']}x in bf16); "
+          f"bf16 speak probabilities differ from {result['dtype']} by up to {result['bf16_max_abs_diff']}")
 
 
 if __name__ == "__main__":

@@ -12,12 +12,17 @@ Synchronous and not thread-safe: the bot calls it from one worker thread.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import math
 from collections import OrderedDict
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 
 import torch
+from torch.overrides import TorchFunctionMode
+from transformers import DynamicCache
+from transformers.cache_utils import DynamicLayer
 
 from models.template import ChatFormat
 from models.turns import BOT_NAME, RESPONSE, SILENCE, Turn, strip_markers
@@ -28,6 +33,93 @@ WINDOW_TOKENS = 1024
 KEEP_FRACTION = 0.75
 MAX_CACHED_CONVERSATIONS = 8
 MAX_REPLY_TOKENS = 128
+REMEMBERED_LINES = 4096  # rendered user lines kept across all conversations
+CACHE_GROWTH = 256  # tokens of spare room a KV cache layer gains when it is full
+
+
+class _RememberingFormat(ChatFormat):
+    """The chat format, remembering each person's rendered line.
+
+    Every decision re-renders the whole window although only its newest message
+    is new, and rendering a line costs a tokenizer call (the clip to the turn
+    budget): about a hundred calls per decision without this.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.user_content = functools.lru_cache(maxsize=REMEMBERED_LINES)(self.user_content)
+
+
+class _OneDnnLinear(TorchFunctionMode):
+    """Float32 linear layers through oneDNN instead of torch's default BLAS, inside the engine's forwards.
+
+    torch sends float32 matmuls on a CPU to MKL, which on AMD CPUs runs its
+    AVX2 code (measured on the project's 2-core EPYC: about 80 GFLOP/s a core);
+    oneDNN's float32 kernels use AVX-512 and run the engine's shapes (tens of
+    tokens at a time) about twice as fast. Still float32: results differ from
+    MKL's by summation order only (about 1e-6 relative). Entered only around the
+    engine's own forward passes, in inference mode, so training and anything
+    else sharing the model keep torch's default.
+    """
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func is torch.nn.functional.linear:
+            x, weight, bias = _linear_arguments(*args, **kwargs)
+            if x.dtype == weight.dtype == torch.float32 and weight.dim() == 2 and weight.is_contiguous():
+                return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
+        return func(*args, **kwargs)
+
+
+def _linear_arguments(input, weight, bias=None):
+    return input, weight, bias
+
+
+class _AppendLayer(DynamicLayer):
+    """A KV cache layer that writes new tokens into spare room instead of concatenating.
+
+    transformers' DynamicLayer builds a new tensor for the whole cache at every
+    forward pass (torch.cat): with a full window about 40 MB copied per decision
+    on the embedded model, and again for every token a reply generates. Here
+    keys and values live in buffers with ``CACHE_GROWTH`` tokens to spare, the
+    new tokens are written in place, and ``keys``/``values`` are views of the
+    filled part, so the inherited ``crop`` is still a slice.
+    """
+
+    def lazy_initialization(self, key_states, value_states):
+        super().lazy_initialization(key_states, value_states)
+        self._buffers = None
+
+    def update(self, key_states, value_states, *args, **kwargs):
+        if not self.is_initialized:
+            self.lazy_initialization(key_states, value_states)
+        start = self.get_seq_length()
+        end = start + key_states.shape[-2]
+        if self._buffers is None or end > self._buffers[0].shape[-2]:
+            self._buffers = [_grown(old, new, start, end + CACHE_GROWTH)
+                             for old, new in ((self.keys, key_states), (self.values, value_states))]
+        keys, values = self._buffers
+        keys[..., start:end, :] = key_states
+        values[..., start:end, :] = value_states
+        self.keys, self.values = keys[..., :end, :], values[..., :end, :]
+        return self.keys, self.values
+
+
+def _grown(old: torch.Tensor, new: torch.Tensor, filled: int, size: int) -> torch.Tensor:
+    """A buffer of ``size`` positions holding the ``filled`` ones of ``old``."""
+    buffer = new.new_empty((*new.shape[:-2], size, new.shape[-1]))
+    if filled:
+        buffer[..., :filled, :] = old
+    return buffer
+
+
+def _new_cache(config) -> DynamicCache:
+    """A DynamicCache whose full-attention layers append in place; sliding-window layers stay as they are."""
+    cache = DynamicCache(config=config)
+    cache.layers = [_AppendLayer() if type(layer) is DynamicLayer else layer for layer in cache.layers]
+    if cache.layer_class_to_replicate is DynamicLayer:
+        cache.layer_class_to_replicate = _AppendLayer
+    return cache
 
 
 @dataclass
@@ -60,12 +152,16 @@ class Engine:
         self.window_tokens = window_tokens
         self.max_reply_tokens = max_reply_tokens
         self.system = system  # only the seed-style prompted baseline uses one
-        self.format = ChatFormat(tokenizer, max_turn_tokens=window_tokens // 4)
+        self.format = _RememberingFormat(tokenizer, max_turn_tokens=window_tokens // 4)
         self.info = info or {}
         self._sessions: OrderedDict[Hashable, _Session] = OrderedDict()
         end_ids = tokenizer(self.format.end_of_turn, add_special_tokens=False)["input_ids"]
         self._stop_ids = {tokenizer.eos_token_id, *end_ids[-1:]} - {None}
         self._device = next(model.parameters()).device
+        self._decoder = model.get_decoder()
+        on_cpu = self._device.type == "cpu" and torch.backends.mkldnn.is_available()
+        self._kernels = _OneDnnLinear if on_cpu else contextlib.nullcontext
+        self._branch_head = self._exact_head()
 
     # -- public --------------------------------------------------------------------
 
@@ -74,9 +170,9 @@ class Engine:
         session = self._session(key)
         feed, silence_id, response_id = self._decision_tokens(window, session)
         with torch.inference_mode():
-            logits = self._forward(session, feed)
+            silence, response = self._branch_logits(session, feed, [silence_id, response_id])
         # Only the two branches compete; the rest of the vocabulary does not dilute them.
-        return 1.0 / (1.0 + math.exp(float(logits[silence_id] - logits[response_id])))
+        return 1.0 / (1.0 + math.exp(silence - response))
 
     def reply(self, window: Sequence[Turn], key: Hashable = "default",
               temperature: float = 0.0, seed: int = 0) -> str:
@@ -87,8 +183,8 @@ class Engine:
         space token would put the model off its training distribution.
         """
         session = self._session(key)
-        view = self._fit(window, session)
-        ids = self._encode(self.format.prompt(view, self.system) + RESPONSE)
+        prompt, _ = self._fit(window, session)
+        ids = self._encode(prompt + RESPONSE)
         generator = torch.Generator().manual_seed(seed) if temperature > 0 else None
         generated: list[int] = []
         with torch.inference_mode():
@@ -137,30 +233,30 @@ class Engine:
 
     def _decision_tokens(self, window: Sequence[Turn], session: _Session):
         """The shared tokens before the two branches part, and each branch's first own token."""
-        view = self._fit(window, session)
-        prompt = self.format.prompt(view, self.system)
-        silence, response = self._encode(prompt + SILENCE), self._encode(prompt + RESPONSE)
+        prompt, silence = self._fit(window, session)
+        response = self._encode(prompt + RESPONSE)
         split = _shared_prefix_length(silence, response)
         return silence[:split], silence[split], response[split]
 
-    def _fit(self, window: Sequence[Turn], session: _Session) -> Sequence[Turn]:
-        """The part of the window that fits the token budget, trimmed in chunks.
+    def _fit(self, window: Sequence[Turn], session: _Session) -> tuple[str, list[int]]:
+        """The prompt of the part of the window that fits the token budget, and its tokens up to ``(silence)``.
 
-        The start only moves when the budget is exceeded, and then far enough to
-        leave room, so most messages extend the cached prefix instead of
-        shifting it.
+        The window is trimmed in chunks: the start only moves when the budget is
+        exceeded, and then far enough to leave room, so most messages extend the
+        cached prefix instead of shifting it. The tokens that measure the window
+        are the decision's own, so a message costs one render and two encodes.
         """
         if not window or window[-1].role != "user":
             raise ValueError("the window must end with a person's message")
         start = self._start_index(window, session)
         while True:
-            view = window[start:]
-            size = len(self._encode(self.format.prompt(view, self.system) + SILENCE))
-            if size <= self.window_tokens or start == len(window) - 1:
+            prompt = self.format.prompt(window[start:], self.system)
+            silence = self._encode(prompt + SILENCE)
+            if len(silence) <= self.window_tokens or start == len(window) - 1:
                 break
-            start = self._cut(window, start, size - int(self.window_tokens * KEEP_FRACTION))
+            start = self._cut(window, start, len(silence) - int(self.window_tokens * KEEP_FRACTION))
         session.first_turn = window[start]
-        return view
+        return prompt, silence
 
     @staticmethod
     def _start_index(window: Sequence[Turn], session: _Session) -> int:
@@ -184,22 +280,57 @@ class Engine:
 
     # -- model ----------------------------------------------------------------------
 
-    def _forward(self, session: _Session, ids: list[int]) -> torch.Tensor:
-        """Logits after ``ids``, computing only the tokens the cache does not already hold."""
-        from transformers import DynamicCache
-
-        # At least one token must be fed to get logits for the last position.
+    def _feed(self, session: _Session, ids: list[int], module, **kwargs):
+        """Run ``module`` (the model or its decoder) over only the tokens the cache does not already hold."""
+        # At least one token must be fed to get an output for the last position.
         keep = min(_shared_prefix_length(session.ids, ids), len(ids) - 1)
         if session.cache is None or keep == 0:
-            session.cache = DynamicCache(config=self.model.config)
+            session.cache = _new_cache(self.model.config)
             keep = 0
         elif keep < len(session.ids):
             session.cache.crop(keep - len(session.ids))
         new = torch.tensor([ids[keep:]], device=self._device)
-        out = self.model(input_ids=new, past_key_values=session.cache, use_cache=True, logits_to_keep=1)
+        with self._kernels():
+            out = module(input_ids=new, past_key_values=session.cache, use_cache=True, **kwargs)
         session.cache = out.past_key_values
         session.ids = list(ids)
-        return out.logits[0, -1].float()
+        return out
+
+    def _forward(self, session: _Session, ids: list[int]) -> torch.Tensor:
+        """Logits over the whole vocabulary after ``ids`` (for generation)."""
+        return self._feed(session, ids, self.model, logits_to_keep=1).logits[0, -1].float()
+
+    def _branch_logits(self, session: _Session, ids: list[int], branch_ids: list[int]) -> list[float]:
+        """The logits of ``branch_ids`` only, after ``ids``.
+
+        A decision needs two logits: two rows of the LM head over the decoder's last
+        hidden state, instead of the whole head (on the embedded model that is
+        113 MB of float32 weights read from memory for the other 49,150). Computed
+        in float32 whatever the model's dtype.
+        """
+        if self._branch_head is None:
+            return self._forward(session, ids)[branch_ids].tolist()
+        hidden = self._feed(session, ids, self._decoder).last_hidden_state[0, -1].float()
+        logits = self._branch_head.weight[branch_ids].float() @ hidden
+        if self._branch_head.bias is not None:
+            logits += self._branch_head.bias[branch_ids].float()
+        return logits.tolist()
+
+    def _exact_head(self) -> torch.nn.Linear | None:
+        """The LM head when the model's logits are exactly that head over the decoder's output, else None.
+
+        Probed rather than assumed: some models scale or soft-cap their logits
+        after the head, and a quantized or adapted head has no plain weight rows.
+        """
+        head = self.model.get_output_embeddings()
+        if type(head) is not torch.nn.Linear:
+            return None
+        probe = torch.tensor([self._encode(RESPONSE)], device=self._device)
+        with torch.inference_mode():
+            logits = self.model(input_ids=probe).logits[0, -1]
+            hidden = self._decoder(input_ids=probe).last_hidden_state[0, -1]
+            exact = torch.allclose(head(hidden), logits, rtol=1e-5, atol=1e-5)
+        return head if exact else None
 
     @staticmethod
     def _pick(logits: torch.Tensor, temperature: float, generator) -> int:

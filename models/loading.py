@@ -176,6 +176,13 @@ def load_model(model: str = DEFAULT_MODEL, adapter: str | Path | None = "auto",
     source = resolve_model(model)
     adapter_dir = resolve_adapter(adapter)
     device, torch_dtype = pick_device_and_dtype(dtype)
+    if device == "cpu":
+        # With a KV cache every forward has an attention mask, and transformers then
+        # copies each cached key and value head once per query head sharing it
+        # (three times on the embedded model) unless told that torch's SDPA may
+        # group them itself, which it does on a CPU, masks included, with the same
+        # result. Read by transformers at each attention call.
+        os.environ.setdefault("TRANSFORMERS_SDPA_FORCE_GQA", "1")
     kwargs: dict = {"dtype": torch_dtype}
     if device == "cuda":
         kwargs["device_map"] = {"": 0}
@@ -208,11 +215,25 @@ def load_model(model: str = DEFAULT_MODEL, adapter: str | Path | None = "auto",
 
 
 def load_engine(model: str = DEFAULT_MODEL, adapter: str | Path | None = "auto",
-                window_tokens: int = 1024, system: str | None = None, dtype: str = "auto"):
-    """Load a model and wrap it in the decide/reply engine (see ``models.engine``)."""
+                window_tokens: int = 1024, system: str | None = None, dtype: str = "auto",
+                merge_adapter: bool = True):
+    """Load a model and wrap it in the decide/reply engine (see ``models.engine``).
+
+    ``merge_adapter=False`` keeps a LoRA adapter apart from the base weights, so
+    that ``disable_adapter()`` can still run the bare base (the evaluation's
+    prompted baseline needs that); the bot and the chat merge it on a CPU.
+    """
     from models.engine import Engine
 
     loaded = load_model(model, adapter, dtype=dtype)
     info = {"model": loaded.name, "adapter": str(loaded.adapter) if loaded.adapter else None,
             "device": loaded.device, "dtype": loaded.dtype}
-    return Engine(loaded.model, loaded.tokenizer, window_tokens=window_tokens, system=system, info=info)
+    network = loaded.model
+    if merge_adapter and loaded.adapter is not None and loaded.device == "cpu":
+        # The engine never switches its adapter off, so fold the adapter into the
+        # base weights: left apart, each LoRA layer adds two small matmuls and a
+        # few element-wise steps to every linear layer of every forward pass (on
+        # the embedded model, about a quarter of a decision). Not on a GPU, where
+        # the base is 4-bit and merging would re-quantize the adapter away.
+        network = network.merge_and_unload()
+    return Engine(network, loaded.tokenizer, window_tokens=window_tokens, system=system, info=info)

@@ -69,7 +69,9 @@ def evaluate_saved(config: TrainConfig, adapter_dir: Path) -> dict:
     from models.loading import load_engine
     from training.evaluate import evaluate_file
 
-    engine = load_engine(config.base_model, adapter_dir, window_tokens=config.max_length)
+    # Unmerged, so the prompted baseline can switch the adapter off; the scores
+    # match the merged engine the bot runs up to float rounding.
+    engine = load_engine(config.base_model, adapter_dir, window_tokens=config.max_length, merge_adapter=False)
     return evaluate_file(config.dev_data, engine, replies=config.eval_replies, report_dir=adapter_dir / "report")
 
 

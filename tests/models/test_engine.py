@@ -92,3 +92,47 @@ def test_least_recently_used_conversations_are_dropped(engine):
         engine.decide([Turn.user("Ana", f"hi {channel}")], key=("lru", channel))
     assert len(engine._sessions) <= MAX_CACHED_CONVERSATIONS
     assert ("lru", 0) not in engine._sessions
+
+
+def test_long_reply_matches_plain_greedy_generation(loaded):
+    """The engine's in-place KV cache grows past its spare room and still gives generate's tokens."""
+    from models.engine import CACHE_GROWTH
+    from models.turns import RESPONSE
+
+    engine = Engine(loaded.model, loaded.tokenizer, max_reply_tokens=CACHE_GROWTH + 60)
+    window = long_conversation(12)[:-1] + [Turn.user("Ana", "@assistant write a long poem about rivers and hills")]
+    engine.decide(window, key="poem")  # the reply continues the decision's cache
+    engine._stop_ids = set()  # run to the length cap, whatever the bare model would say
+    generated: list[int] = []
+    original_decode = engine.tokenizer.decode
+    engine.tokenizer.decode = lambda ids, **kw: generated.extend(ids) or original_decode(ids, **kw)
+    try:
+        engine.reply(window, key="poem")
+    finally:
+        engine.tokenizer.decode = original_decode
+
+    prompt, _ = engine._fit(window, engine._sessions["poem"])
+    ids = torch.tensor([engine._encode(prompt + RESPONSE)])
+    with torch.inference_mode():
+        out = loaded.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=False,
+                                    max_new_tokens=engine.max_reply_tokens,
+                                    # Stop at nothing the model will say (pad), as the engine here.
+                                    eos_token_id=loaded.tokenizer.pad_token_id,
+                                    pad_token_id=loaded.tokenizer.pad_token_id)
+    assert len(generated) == engine.max_reply_tokens > CACHE_GROWTH, "long enough to outgrow the spare room"
+    assert generated == out[0, ids.shape[1]:].tolist()
+
+
+def test_merged_adapter_decides_as_the_unmerged_one():
+    """The bot folds the adapter into the weights on a CPU; the evaluation keeps it apart."""
+    from peft import PeftModel
+
+    from models.loading import SHIPPED_ADAPTER_DIR, load_engine
+
+    merged = load_engine("embedded", SHIPPED_ADAPTER_DIR)
+    apart = load_engine("embedded", SHIPPED_ADAPTER_DIR, merge_adapter=False)
+    assert not isinstance(merged.model, PeftModel) and isinstance(apart.model, PeftModel)
+    window = long_conversation(20)
+    for end in range(1, len(window) + 1):
+        if window[end - 1].role == "user":
+            assert abs(merged.decide(window[:end]) - apart.decide(window[:end])) < 1e-4
