@@ -17,10 +17,10 @@ import sys
 import time
 from collections import deque
 
-from models.turns import BOT_NAME, Turn
+from models.turns import BOT_NAME, SPEAK_THRESHOLD, Turn
 
 MAX_WINDOW_TURNS = 200  # older turns leave the deque; the engine trims by tokens anyway
-DEFAULT_THRESHOLD = 0.5
+DEFAULT_THRESHOLD = SPEAK_THRESHOLD
 MENTION = re.compile(rf"@{BOT_NAME}\b", re.IGNORECASE)
 NAMED_LINE = re.compile(r"^\s*([^:\s][^:]{0,31}):\s*(.*)$")
 

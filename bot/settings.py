@@ -15,6 +15,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from models.names import parse_names
+from models.turns import SPEAK_THRESHOLD
 
 ENV_PREFIX = "CHIMEIN_"
 TOKEN_ENV = "DISCORD_TOKEN"
@@ -48,7 +49,7 @@ class Settings(BaseSettings):
     window_tokens: int = Field(
         1024, ge=128, description="Token budget of the conversation the model sees per decision.")
     chattiness: float = Field(
-        0.5, ge=0.0, le=1.0,
+        round(1.0 - SPEAK_THRESHOLD, 2), ge=0.0, le=1.0,
         description="Default of how readily it chimes in on its own: 0 never, 1 whenever it can. "
                     "It speaks when the model's speak probability exceeds 1 - chattiness.")
     channels: Annotated[frozenset[int], NoDecode] = Field(

@@ -32,10 +32,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from models.names import parse_names, rewrite_bot_names
-from models.turns import BOT_NAME, RESPONSE, SILENCE, Turn, from_records
+from models.turns import BOT_NAME, RESPONSE, SILENCE, SPEAK_THRESHOLD, Turn, from_records
 from training.dataset import DatasetError, load_conversations
 
-THRESHOLD = 0.5
+THRESHOLD = SPEAK_THRESHOLD
 CURVE_THRESHOLDS = tuple(round(0.05 * step, 2) for step in range(1, 20))  # 0.05 .. 0.95
 DEFAULT_REPLIES = 20
 CONTEXT_MESSAGES = 6  # messages of context shown with a mistake or a reply sample

@@ -98,7 +98,7 @@ async def test_status_reports_model_chattiness_and_latency(tmp_path):
     text = answer["data"]["content"]
     assert answer["data"]["flags"] == 64
     assert "Model: scripted" in text and "Adapter: none" in text
-    assert "Chattiness: 0.50 (default)" in text and "Quiet mode: off" in text
+    assert "Chattiness: 0.35 (default)" in text and "Quiet mode: off" in text
     assert "Recent decision latency:" in text and " ms (median of the last 1)" in text
 
 
