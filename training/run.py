@@ -95,7 +95,7 @@ Load it with `python -m bot chat --adapter {adapter_dir}` or `CHIMEIN_ADAPTER={a
 - train: `{config.train_data}`: {json.dumps(stats["train"])}
 - dev: `{config.dev_data}`: {json.dumps(stats["dev"])}
 
-## Dev scores (threshold 0.5, {scores.get("decisions", 0)} decision points)
+## Dev scores (speaks when p >= {scores.get("threshold", 0.5):.2f}, {scores.get("decisions", 0)} decision points)
 
 {chr(10).join(table)}
 
