@@ -217,17 +217,20 @@ def read_gbytes_per_second(megabytes: int = 512, seconds: float = 1.0) -> float:
     return block.numel() * 4 / best / 1e9
 
 
+def decoder_linear_weights(model) -> list[torch.Tensor]:
+    """The weights of every nn.Linear except the LM head."""
+    head = model.get_output_embeddings()
+    return [m.weight for m in model.modules() if isinstance(m, torch.nn.Linear) and m is not head]
+
+
 def linear_bytes(model) -> int:
     """Bytes of the decoder's linear weights: what every forward pass reads from memory, however few tokens."""
-    head = model.get_output_embeddings()
-    return sum(m.weight.numel() * m.weight.element_size()
-               for m in model.modules() if isinstance(m, torch.nn.Linear) and m is not head)
+    return sum(w.numel() * w.element_size() for w in decoder_linear_weights(model))
 
 
 def linear_parameters(model) -> int:
-    """Weights of every nn.Linear except the LM head: what each new token multiplies through."""
-    head = model.get_output_embeddings()
-    return sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear) and m is not head)
+    """Parameters of the decoder's linear weights: what each new token multiplies through."""
+    return sum(w.numel() for w in decoder_linear_weights(model))
 
 
 def decision_flops(model, new_tokens: int, context: int) -> float:

@@ -20,7 +20,6 @@ from collections import deque
 from models.turns import BOT_NAME, SPEAK_THRESHOLD, Turn
 
 MAX_WINDOW_TURNS = 200  # older turns leave the deque; the engine trims by tokens anyway
-DEFAULT_THRESHOLD = SPEAK_THRESHOLD
 MENTION = re.compile(rf"@{BOT_NAME}\b", re.IGNORECASE)
 NAMED_LINE = re.compile(r"^\s*([^:\s][^:]{0,31}):\s*(.*)$")
 
@@ -39,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model", default="embedded", help="model id or folder (default: embedded)")
     parser.add_argument("--adapter", default="auto",
                         help="adapter folder; 'auto': the shipped one if present; 'none': bare model")
-    parser.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
+    parser.add_argument("--threshold", type=float, default=SPEAK_THRESHOLD,
                         help="speak when the probability reaches this (lower = chattier)")
     parser.add_argument("--window-tokens", type=int, default=1024, help="token budget of the window")
     parser.add_argument("--explain", action="store_true", help="show the speak probability of every line")

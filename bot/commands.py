@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING
 import discord
 from discord import app_commands
 
+from models.turns import SPEAK_THRESHOLD
+
 if TYPE_CHECKING:
     from bot.client import ChimeIn
 
@@ -31,7 +33,7 @@ def _channel_only(command):
 
 @_channel_only
 @app_commands.command(description="How readily the bot chimes in here on its own (0 never, 1 whenever).")
-@app_commands.describe(level="0 = only when asked; 0.35 = default; 1 = whenever it has something")
+@app_commands.describe(level=f"0 = only when asked; {1 - SPEAK_THRESHOLD:.2f} = default; 1 = whenever it has something")
 async def chattiness(interaction: Interaction, level: app_commands.Range[float, 0.0, 1.0]) -> None:
     interaction.client.controls.update(interaction.channel_id, chattiness=level)
     await interaction.response.send_message(

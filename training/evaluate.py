@@ -35,7 +35,6 @@ from models.names import parse_names, rewrite_bot_names
 from models.turns import BOT_NAME, RESPONSE, SILENCE, SPEAK_THRESHOLD, Turn, from_records
 from training.dataset import DatasetError, load_conversations
 
-THRESHOLD = SPEAK_THRESHOLD
 CURVE_THRESHOLDS = tuple(round(0.05 * step, 2) for step in range(1, 20))  # 0.05 .. 0.95
 DEFAULT_REPLIES = 20
 CONTEXT_MESSAGES = 6  # messages of context shown with a mistake or a reply sample
@@ -252,7 +251,7 @@ def rule_baselines(points: Sequence[Point]) -> dict:
 # -- the evaluation ----------------------------------------------------------------------
 
 
-def evaluate_points(points: Sequence[Point], engine, *, threshold: float = THRESHOLD,
+def evaluate_points(points: Sequence[Point], engine, *, threshold: float = SPEAK_THRESHOLD,
                     baselines: bool = True, replies: int = DEFAULT_REPLIES) -> dict:
     """Score ``engine`` on ``points`` (setting each point's ``p``); the result dict of ``evaluate_file``."""
     speak_indices = [i for i, p in enumerate(points) if p.should_speak]
@@ -279,7 +278,7 @@ def evaluate_points(points: Sequence[Point], engine, *, threshold: float = THRES
     return result
 
 
-def evaluate_file(path: str | Path, engine, *, threshold: float = THRESHOLD, bot_names: Sequence[str] = (),
+def evaluate_file(path: str | Path, engine, *, threshold: float = SPEAK_THRESHOLD, bot_names: Sequence[str] = (),
                   baselines: bool = True, replies: int = DEFAULT_REPLIES,
                   report_dir: str | Path | None = None) -> dict:
     """Evaluate ``engine`` on a JSONL file; optionally write the report. Returns the JSON dict.
@@ -318,7 +317,7 @@ def build_parser():
     parser.add_argument("--model", default="embedded", help="base model: 'embedded', a hub id or a folder")
     parser.add_argument("--bot-name", default=None, metavar="NAME[,ALIAS...]",
                         help="names people call the bot in this data; rewritten to 'assistant' first")
-    parser.add_argument("--threshold", type=float, default=THRESHOLD, help="speak when p >= this")
+    parser.add_argument("--threshold", type=float, default=SPEAK_THRESHOLD, help="speak when p >= this")
     parser.add_argument("--report", default=None, metavar="DIR", help="write report.md and its PNGs here")
     parser.add_argument("--replies", type=int, default=DEFAULT_REPLIES, metavar="N",
                         help="generate replies at up to N speak points and score them (0: none)")
@@ -340,15 +339,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     quiet_libraries()
     try:
         load_conversations(args.data)  # a bad file fails in a second, not after loading a model
-        loaded = loading.load_model(args.model, args.adapter)
+        # Unmerged, so the prompted baseline can switch the adapter off.
+        engine = loading.load_engine(args.model, args.adapter, merge_adapter=False)
     except (DatasetError, loading.ModelLoadError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    from models.engine import Engine
-
-    info = {"model": loaded.name, "adapter": str(loaded.adapter) if loaded.adapter else None,
-            "device": loaded.device, "dtype": loaded.dtype}
-    engine = Engine(loaded.model, loaded.tokenizer, info=info)
     try:
         result = evaluate_file(args.data, engine, threshold=args.threshold,
                                bot_names=parse_names(args.bot_name), baselines=not args.no_baselines,
