@@ -1,6 +1,7 @@
 """Check the configuration and the model files without connecting to Discord.
 
-    python -m bot check                 settings, token shape, model, adapter, window, state folder
+    python -m bot check                 settings, token shape, model, adapter (its shapes against the
+                                        model), window, who may talk to it, state folder
     python -m bot check --load-model    the same, then load the model and adapter and make one decision
     python -m bot check --connected     is the running bot connected? (the Docker HEALTHCHECK)
 
@@ -15,6 +16,7 @@ import argparse
 import json
 import os
 import re
+import struct
 import sys
 import time
 from dataclasses import dataclass
@@ -40,6 +42,8 @@ OK, PROBLEM, WARNING, SKIPPED = "ok", "problem", "warning", "skipped"
 # Bot tokens are three base64url parts joined by dots; a client secret or an
 # application id (the usual wrong pastes) has no dots.
 TOKEN_SHAPE = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
+WRONG_TOKEN_SHAPE = ("does not look like a bot token (three parts joined by dots); copy it from Developer Portal "
+                     "-> Bot -> Reset Token, not the client secret or the application id")
 STAND_IN_TOKEN = "unchecked.stand-in.token"  # lets the other checks run while the token is wrong
 
 
@@ -68,9 +72,7 @@ def check_settings() -> tuple[list[Result], Settings | None]:
             return problems, None
     token = settings.discord_token.get_secret_value()
     if not TOKEN_SHAPE.fullmatch(token):
-        return [Result(PROBLEM, f"{TOKEN_ENV}: does not look like a bot token (three parts joined by dots); copy "
-                                "it from Developer Portal -> Bot -> Reset Token, not the client secret or the "
-                                "application id")], settings
+        return [Result(PROBLEM, f"{TOKEN_ENV}: {WRONG_TOKEN_SHAPE}")], settings
     return [Result(OK, f"{TOKEN_ENV}: set and token-shaped (not tried against Discord)")], settings
 
 
@@ -142,8 +144,104 @@ def check_window(window_tokens: int, config_json: Path | None) -> Result:
 
 # -- adapter -------------------------------------------------------------------------
 
+# What each LoRA target of a Llama-style model (Llama, Mistral, Qwen, SmolLM) takes in and
+# gives out, in terms of the base model's config: the adapter's lora_A is (r, in) and its
+# lora_B is (out, r), so their shapes say which base model it was trained on.
+_PROJECTION_SHAPES = {
+    "q_proj": ("hidden", "attention"), "k_proj": ("hidden", "kv"), "v_proj": ("hidden", "kv"),
+    "o_proj": ("attention", "hidden"), "gate_proj": ("hidden", "intermediate"),
+    "up_proj": ("hidden", "intermediate"), "down_proj": ("intermediate", "hidden"),
+}
+_LORA_TENSOR = re.compile(r".*\blayers\.(\d+)\..*?\b(\w+_proj)\.lora_([AB])\b.*")
+_GGUF_KEYS = {"embedding_length": "hidden_size", "feed_forward_length": "intermediate_size",
+              "attention.head_count": "num_attention_heads", "attention.head_count_kv": "num_key_value_heads",
+              "block_count": "num_hidden_layers"}
 
-def check_adapter(settings: Settings) -> Result:
+
+def safetensors_shapes(path: Path) -> dict[str, list[int]]:
+    """Tensor name -> shape, read from the file's JSON header alone (no weights are read)."""
+    with path.open("rb") as file:
+        header_bytes = int.from_bytes(file.read(8), "little")
+        if not 0 < header_bytes <= 100_000_000:
+            raise ValueError("not a safetensors file")
+        header = json.loads(file.read(header_bytes))
+    return {name: info["shape"] for name, info in header.items() if name != "__metadata__"}
+
+
+def gguf_config(path: Path) -> dict[str, int]:
+    """The config.json fields the adapter check needs, read from a GGUF file's metadata header.
+
+    A small reader instead of the gguf package: the values sit at the start of the
+    file, and importing gguf (with numpy) would triple the time of a plain check.
+    """
+    scalar = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d"}
+    config: dict[str, int] = {}
+    with path.open("rb") as file:
+        def read(fmt: str):
+            return struct.unpack("<" + fmt, file.read(struct.calcsize(fmt)))[0]
+
+        def value(kind: int):
+            if kind == 8:
+                return file.read(read("Q")).decode("utf-8", "replace")
+            if kind == 9:
+                item_kind, count = read("I"), read("Q")
+                return [value(item_kind) for _ in range(count)]
+            return read(scalar[kind])
+
+        if file.read(4) != b"GGUF":
+            raise ValueError("not a GGUF file")
+        read("I"), read("Q")  # version, tensor count
+        for _ in range(read("Q")):
+            key = file.read(read("Q")).decode("utf-8", "replace")
+            item = value(read("I"))
+            field = _GGUF_KEYS.get(key.split(".", 1)[-1])
+            if field is not None and isinstance(item, int):
+                config[field] = item
+            if len(config) == len(_GGUF_KEYS):
+                break
+    return config
+
+
+def base_model_config(model: str, config_json: Path | None) -> dict | None:
+    """The base model's config.json as a dict (the embedded GGUF's header before conversion)."""
+    try:
+        if config_json is not None:
+            return json.loads(config_json.read_text(encoding="utf-8"))
+        if model in ("", DEFAULT_MODEL):
+            return gguf_config(embedded_gguf())
+    except (OSError, ValueError, KeyError, struct.error, ModelLoadError):
+        return None
+    return None
+
+
+def adapter_shape_mismatch(shapes: dict[str, list[int]], config: dict) -> str | None:
+    """What in the adapter does not fit the base model's config, or None when it all fits."""
+    try:
+        hidden, heads = int(config["hidden_size"]), int(config["num_attention_heads"])
+        head_dim = int(config.get("head_dim") or hidden // heads)
+        sizes = {"hidden": hidden, "attention": heads * head_dim,
+                 "kv": int(config.get("num_key_value_heads") or heads) * head_dim,
+                 "intermediate": int(config["intermediate_size"])}
+        layers = int(config["num_hidden_layers"])
+    except (KeyError, TypeError, ValueError, ZeroDivisionError):
+        return None  # not a config this check understands; the load will tell
+    for name, shape in shapes.items():
+        match = _LORA_TENSOR.fullmatch(name)
+        if match is None or match[2] not in _PROJECTION_SHAPES or len(shape) != 2:
+            continue
+        layer, projection, side = int(match[1]), match[2], match[3]
+        if layer >= layers:
+            return f"it adapts layer {layer}, but the base model has {layers} layers"
+        size_in, size_out = _PROJECTION_SHAPES[projection]
+        have, want = (shape[1], sizes[size_in]) if side == "A" else (shape[0], sizes[size_out])
+        if have != want:
+            which = "takes" if side == "A" else "gives"
+            return (f"its {projection} {which} {have} features where the base model's {which} {want} "
+                    f"(layer {layer})")
+    return None
+
+
+def check_adapter(settings: Settings, config_json: Path | None = None) -> Result:
     label = f"CHIMEIN_ADAPTER={settings.adapter}"
     try:
         adapter_dir = resolve_adapter(settings.adapter_arg)
@@ -159,6 +257,18 @@ def check_adapter(settings: Settings) -> Result:
     except (OSError, ValueError) as error:
         return Result(PROBLEM, f"{label}: cannot read {adapter_dir / 'adapter_config.json'} ({error}); "
                                "train the adapter again")
+    # The shapes decide: an adapter config need not name its base, and names can mislead.
+    weights = adapter_dir / "adapter_model.safetensors"
+    config = base_model_config(settings.model, config_json) if weights.exists() else None
+    if config is not None:
+        try:
+            mismatch = adapter_shape_mismatch(safetensors_shapes(weights), config)
+        except (OSError, ValueError) as error:
+            return Result(PROBLEM, f"{label}: cannot read {weights} ({error}); train the adapter again")
+        if mismatch:
+            return Result(PROBLEM, f"{label}: {adapter_dir} was trained on a different base model than "
+                                   f"CHIMEIN_MODEL={settings.model}: {mismatch}; set CHIMEIN_MODEL to the "
+                                   "adapter's base model, or CHIMEIN_ADAPTER=none")
     trained_on = str(adapter_config.get("base_model_name_or_path") or "")
     expected = EMBEDDED_NAME if settings.model in ("", DEFAULT_MODEL) else settings.model
     # Compare last path parts: the embedded base is recorded as its cache folder,
@@ -168,6 +278,35 @@ def check_adapter(settings: Settings) -> Result:
                                f"{settings.model}; set CHIMEIN_MODEL to the adapter's base model, or "
                                "CHIMEIN_ADAPTER=none")
     return Result(OK, f"{label}: {adapter_dir}" + (f" (trained on {trained_on})" if trained_on else ""))
+
+
+# -- who may talk to it ---------------------------------------------------------------
+
+
+def check_access(settings: Settings) -> list[Result]:
+    """Where it reads and whom it ignores; ids themselves were checked with the settings."""
+    both = settings.channels & settings.ignored_channels
+    if settings.channels and settings.channels <= settings.ignored_channels:
+        return [Result(PROBLEM, "CHIMEIN_CHANNELS: every channel listed is also in CHIMEIN_IGNORED_CHANNELS, so "
+                                "it reads no channel at all; remove them from one of the two")]
+    if settings.channels:
+        where = f"{len(settings.channels - settings.ignored_channels)} listed channel(s) and their threads"
+    else:
+        where = "every channel it can see"
+    if settings.ignored_channels:
+        where += f" except {len(settings.ignored_channels)} ignored"
+    results = [Result(OK, f"reads {where}; direct messages "
+                          f"{'answered' if settings.dms else 'ignored (CHIMEIN_DMS=false)'}")]
+    if both:
+        results.append(Result(WARNING, f"CHIMEIN_CHANNELS and CHIMEIN_IGNORED_CHANNELS both list "
+                                       f"{', '.join(map(str, sorted(both)))}; ignored wins"))
+    if settings.blocked_users or settings.blocked_roles:
+        results.append(Result(OK, f"ignores {len(settings.blocked_users)} blocked users and members of "
+                                  f"{len(settings.blocked_roles)} blocked roles"))
+    guard = (f"answers other bots at most {settings.bot_replies} times per channel in "
+             f"{settings.bot_reply_seconds:g} s" if settings.bot_replies else "never answers other bots")
+    results.append(Result(OK, f"loop guard: {guard} (CHIMEIN_BOT_REPLIES, CHIMEIN_BOT_REPLY_SECONDS)"))
+    return results
 
 
 # -- state folder ----------------------------------------------------------------------
@@ -240,8 +379,9 @@ def run_checks(load_model: bool) -> list[Result]:
     if settings is None:
         return results + [Result(SKIPPED, "model, adapter, window and state folder: fix the settings above first")]
     model_result, config_json = check_model(settings.model)
-    model_checks = [model_result, check_adapter(settings), check_window(settings.window_tokens, config_json)]
-    results += model_checks + [check_state_dir(settings.state_dir)]
+    model_checks = [model_result, check_adapter(settings, config_json),
+                    check_window(settings.window_tokens, config_json)]
+    results += model_checks + check_access(settings) + [check_state_dir(settings.state_dir)]
     if load_model:
         if any(r.status == PROBLEM for r in model_checks):
             results.append(Result(SKIPPED, "loading: fix the model, adapter and window problems first"))

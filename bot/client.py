@@ -22,7 +22,7 @@ from bot import commands
 from bot.channel_settings import ChannelControls, ChannelSettingsStore
 from bot.decisions import DecisionQueue, channel_label, log_decision
 from bot.model_text import names_of_bot, turn_for
-from bot.rules import Action, facts_about, rule_for
+from bot.rules import Action, BotReplyGuard, facts_about, rule_for
 from bot.settings import Settings
 from bot.status import WRITE_EVERY_SECONDS, write_status
 from bot.window import MAX_WINDOW_MESSAGES, WindowStore
@@ -30,6 +30,10 @@ from bot.worker import ModelWorker
 from models.turns import Turn
 
 log = logging.getLogger(__name__)
+
+# A sync stuck behind a long rate limit must not hold up reading messages for ever.
+SYNC_TIMEOUT_SECONDS = 30
+MAX_PERMISSION_CHECKED_CHANNELS = 10_000  # past this, channels are checked again (more warnings, no growth)
 
 
 def chime_in_intents() -> discord.Intents:
@@ -53,15 +57,20 @@ class ChimeIn(discord.Client):
         self.windows = WindowStore()
         self.decisions = DecisionQueue(self.worker, self.windows, self.chattiness_for)
         self.tree = app_commands.CommandTree(self)
+        self.bot_replies = BotReplyGuard(settings.bot_replies, settings.bot_reply_seconds)
+        self._permissions_checked: set[int] = set()  # channels whose permissions were looked at once
         self._status_task: asyncio.Task | None = None
 
     async def setup_hook(self) -> None:
         commands.register(self.tree)
         self._status_task = asyncio.create_task(self._keep_status_fresh())
         try:
-            await self.tree.sync()
-        except discord.HTTPException as error:
-            log.error("could not sync slash commands (the bot still reads and answers): %s", error)
+            synced = await asyncio.wait_for(self.tree.sync(), SYNC_TIMEOUT_SECONDS)
+        except Exception as error:  # whatever the sync met, the bot still reads and answers
+            log.error("could not sync slash commands (the bot still reads and answers): %s: %s",
+                      type(error).__name__, error)
+        else:
+            log.debug("synced %d slash commands", len(synced))
 
     async def on_ready(self) -> None:
         names = ", ".join(names_of_bot(self.user, None, self.settings.bot_names))
@@ -103,11 +112,21 @@ class ChimeIn(discord.Client):
     # -- what the rest of the bot asks ---------------------------------------------
 
     def is_allowed(self, channel) -> bool:
-        """DMs always; otherwise the configured channels (and their threads), or all when none are."""
-        if isinstance(channel, discord.DMChannel) or not self.settings.channels:
+        """DMs unless switched off; otherwise the configured channels (and their threads), or all
+        when none are, never the ignored ones."""
+        if isinstance(channel, discord.DMChannel):
+            return self.settings.dms
+        ids = {channel.id, getattr(channel, "parent_id", None)}
+        if ids & self.settings.ignored_channels:
+            return False
+        return not self.settings.channels or bool(ids & self.settings.channels)
+
+    def is_blocked(self, author) -> bool:
+        """A blocked user, or a member with a blocked role (roles exist only in servers)."""
+        if author.id in self.settings.blocked_users:
             return True
-        allowed = self.settings.channels
-        return channel.id in allowed or getattr(channel, "parent_id", None) in allowed
+        roles = getattr(author, "roles", ())
+        return any(role.id in self.settings.blocked_roles for role in roles)
 
     def controls_for(self, channel) -> ChannelControls:
         return self.controls.get(channel.id, getattr(channel, "parent_id", None))
@@ -116,6 +135,9 @@ class ChimeIn(discord.Client):
         return self.controls_for(channel).chattiness_or(self.settings.chattiness)
 
     def turn_for(self, message: discord.Message) -> Turn | None:
+        """The message as the model reads it; None for what it must not read (blocked authors)."""
+        if self.is_blocked(message.author):
+            return None
         names = names_of_bot(self.user, message.guild, self.settings.bot_names)
         return turn_for(message, self.user.id, names)
 
@@ -138,11 +160,18 @@ class ChimeIn(discord.Client):
         turn = self.turn_for(message)
         if turn is None:
             return
+        self._check_permissions_once(channel)
         window = await self.windows.load(channel.id, lambda: self._history(message))
         window.add(turn)
         controls = self.controls_for(channel)
         ruling = rule_for(facts_about(message, self.user.id, window, controls.quiet))
-        if ruling.action is Action.REPLY:
+        if ruling.action is Action.REPLY and message.author.bot and not self.bot_replies.allow(channel.id):
+            if self.bot_replies.first_refusal(channel.id):
+                log.warning("loop guard: answered other bots %d times in %s within %.0f s; silent to bots "
+                            "there until that span has passed (CHIMEIN_BOT_REPLIES, CHIMEIN_BOT_REPLY_SECONDS)",
+                            self.settings.bot_replies, channel_label(channel), self.settings.bot_reply_seconds)
+            log_decision(channel, "rule:loop guard", False)
+        elif ruling.action is Action.REPLY:
             self.decisions.force_reply(message, ruling.reason)
         elif ruling.action is Action.ASK_MODEL:
             self.decisions.ask_model(message)
@@ -168,6 +197,23 @@ class ChimeIn(discord.Client):
         window = self.windows.get(payload.channel_id)
         for message_id in payload.message_ids if window is not None else ():
             window.remove(message_id)
+
+    def _check_permissions_once(self, channel) -> None:
+        """Warn once per channel about a missing Read Message History.
+
+        Without it Discord refuses replies (the bot then answers with plain
+        messages that name the asker) and history reads come back empty, not
+        as an error, so only the channel's permissions tell.
+        """
+        guild = getattr(channel, "guild", None)
+        if guild is None or channel.id in self._permissions_checked or guild.me is None:
+            return
+        if len(self._permissions_checked) < MAX_PERMISSION_CHECKED_CHANNELS:
+            self._permissions_checked.add(channel.id)
+        if not channel.permissions_for(guild.me).read_message_history:
+            log.warning("no Read Message History in %s: answers there are plain messages naming the asker "
+                        "instead of replies, and its conversation is not read back after a restart; grant it "
+                        "(docs/discord-setup.md, step 2)", channel_label(channel))
 
     async def _history(self, message: discord.Message) -> list[Turn]:
         """The turns before ``message`` from Discord's history, after the channel's last /forget."""

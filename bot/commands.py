@@ -87,7 +87,7 @@ def status_text(bot: ChimeIn, channel) -> str:
         f"Messages in memory here: {len(window) if window is not None else 0}",
     ]
     if not bot.is_allowed(channel):
-        lines.append("This channel is not in CHIMEIN_CHANNELS, so I don't read it.")
+        lines.append("I don't read this channel (see CHIMEIN_CHANNELS and CHIMEIN_IGNORED_CHANNELS).")
     return "\n".join(lines)
 
 

@@ -13,11 +13,13 @@ import argparse
 import logging
 import sys
 
+import aiohttp
 import discord
 
 from bot.channel_settings import ChannelSettingsError, ChannelSettingsStore
+from bot.check import TOKEN_SHAPE, WRONG_TOKEN_SHAPE
 from bot.client import ChimeIn
-from bot.settings import SettingsError, load_settings
+from bot.settings import TOKEN_ENV, SettingsError, load_settings
 
 log = logging.getLogger("bot")
 
@@ -30,6 +32,10 @@ def main(argv: list[str] | None = None) -> int:
         controls = ChannelSettingsStore(settings.state_dir)
     except (SettingsError, ChannelSettingsError) as error:
         print(error, file=sys.stderr)
+        return 2
+    # Before the model loads: a wrong paste should not cost a model load to find out.
+    if not TOKEN_SHAPE.fullmatch(settings.discord_token.get_secret_value()):
+        print(f"Chime In cannot start; fix its configuration:\n  {TOKEN_ENV}: {WRONG_TOKEN_SHAPE}", file=sys.stderr)
         return 2
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("discord").setLevel(max(logging.INFO, logging.getLevelName(settings.log_level)))
@@ -55,6 +61,12 @@ def main(argv: list[str] | None = None) -> int:
     except discord.PrivilegedIntentsRequired:
         log.error("the Message Content intent is off: enable it under Developer Portal -> Bot -> "
                   "Privileged Gateway Intents, then start again")
+        return 1
+    except (discord.HTTPException, discord.GatewayNotFound, discord.ConnectionClosed,
+            aiohttp.ClientError, OSError, TimeoutError) as error:
+        # Only the first login and connection land here: once connected, discord.py reconnects itself.
+        log.error("cannot reach Discord: %s (check the network, a proxy or firewall, and "
+                  "https://discordstatus.com; then start again)", " ".join(str(error).split()) or type(error).__name__)
         return 1
     return 0
 

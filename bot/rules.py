@@ -4,7 +4,8 @@ In order:
 
 1. The bot's own message: recorded as an assistant turn, never answered.
 2. Another bot that does not @mention this one: context only, never answered
-   (two bots answering each other is the classic loop).
+   (two bots answering each other is the classic loop). One that does is
+   answered within the loop guard's budget (``BotReplyGuard``).
 3. An @mention of the bot, a reply to one of its messages, or a DM: a forced
    reply that the model cannot veto.
 4. Quiet mode in the channel: silent.
@@ -15,6 +16,8 @@ In order:
 
 from __future__ import annotations
 
+import time
+from collections import OrderedDict, deque
 from dataclasses import dataclass
 from enum import Enum
 
@@ -94,3 +97,49 @@ def _replies_to(message: discord.Message, bot_id: int, window: ChannelWindow | N
         return parent.author.id == bot_id
     # Discord did not include the parent (or it was deleted): the window may still know it.
     return window is not None and window.role_of(reference.message_id) == "assistant"
+
+
+class BotReplyGuard:
+    """The loop guard: at most ``limit`` answers to other bots per channel in ``span_seconds``.
+
+    Rule 2 keeps bots that do not @mention this one from being answered; this
+    bounds the rest. Another bot that @mentions this one after each of its posts
+    was answered every time, and two such bots would talk forever. Past the
+    limit the bot stays silent in that channel until the oldest answer leaves
+    the span, and says so in one log line per silence.
+
+    Bound: one deque of at most ``limit`` times per channel that answered a bot,
+    and at most ``MAX_CHANNELS`` channels (the stalest is forgotten first).
+    """
+
+    MAX_CHANNELS = 1000
+
+    def __init__(self, limit: int, span_seconds: float) -> None:
+        self.limit = limit
+        self.span_seconds = span_seconds
+        self._answered: OrderedDict[int, deque[float]] = OrderedDict()
+        self._silenced: set[int] = set()  # channels whose silence was already logged
+
+    def allow(self, channel_id: int, now: float | None = None) -> bool:
+        """True (and counted) when one more answer to a bot in this channel is within the limit."""
+        now = time.monotonic() if now is None else now
+        answered = self._answered.pop(channel_id, None) or deque(maxlen=max(self.limit, 1))
+        while answered and now - answered[0] >= self.span_seconds:
+            answered.popleft()
+        allowed = len(answered) < self.limit
+        if allowed:
+            answered.append(now)
+            self._silenced.discard(channel_id)
+        if answered:
+            self._answered[channel_id] = answered
+            while len(self._answered) > self.MAX_CHANNELS:
+                stale, _ = self._answered.popitem(last=False)
+                self._silenced.discard(stale)
+        return allowed
+
+    def first_refusal(self, channel_id: int) -> bool:
+        """True once per silence: whether the caller should log that the guard is closed here."""
+        if channel_id in self._silenced:
+            return False
+        self._silenced.add(channel_id)
+        return True

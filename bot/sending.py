@@ -10,6 +10,7 @@ show as text and notify nobody, and a reply does not ping the person asked.
 
 from __future__ import annotations
 
+import logging
 import re
 
 import discord
@@ -19,6 +20,13 @@ from models.turns import strip_markers
 DISCORD_MESSAGE_CHARS = 2000
 NO_PINGS = discord.AllowedMentions.none()
 COULD_NOT_ANSWER = "Sorry, I couldn't come up with an answer to that just now."
+# Discord's answers to a reply it will not take: 160002 "Cannot reply without permission
+# to read message history", 50013 "Missing Permissions".
+REPLY_REFUSED_CODES = frozenset({160002, 50013})
+MAX_WARNED_CHANNELS = 1000
+
+log = logging.getLogger(__name__)
+_warned_channels: set[int] = set()  # channels whose refused reply was already logged as a warning
 
 _SENTENCE_END = re.compile(r"[.!?…](?=\s)")
 
@@ -55,10 +63,31 @@ async def post(channel: discord.abc.Messageable, text: str,
                reply_to: discord.Message | None = None) -> list[discord.Message]:
     """Post ``text`` (split as needed); the first piece replies to ``reply_to`` when given.
 
+    Discord refuses the reply form without Read Message History; then the text
+    goes out as a plain message that names the asker (shown as their name,
+    pinging nobody), so a forced answer is never lost.
     Returns the messages created; none when the text is empty after cleaning.
     """
-    sent = []
-    for i, piece in enumerate(split_for_discord(strip_markers(text))):
-        reference = reply_to.to_reference(fail_if_not_exists=False) if reply_to and i == 0 else None
-        sent.append(await channel.send(piece, reference=reference, allowed_mentions=NO_PINGS))
-    return sent
+    pieces = split_for_discord(strip_markers(text))
+    if not pieces:
+        return []
+    if reply_to is None:
+        return [await channel.send(piece, allowed_mentions=NO_PINGS) for piece in pieces]
+    try:
+        first = await channel.send(pieces[0], reference=reply_to.to_reference(fail_if_not_exists=False),
+                                   allowed_mentions=NO_PINGS)
+    except discord.Forbidden as error:
+        if error.code not in REPLY_REFUSED_CODES:
+            raise
+        _log_refused_reply(channel, error)
+        return await post(channel, f"{reply_to.author.mention} {strip_markers(text).strip()}")
+    return [first] + [await channel.send(piece, allowed_mentions=NO_PINGS) for piece in pieces[1:]]
+
+
+def _log_refused_reply(channel, error: discord.HTTPException) -> None:
+    level = logging.DEBUG if channel.id in _warned_channels else logging.WARNING
+    if len(_warned_channels) < MAX_WARNED_CHANNELS:
+        _warned_channels.add(channel.id)
+    log.log(level, "Discord refused a reply in channel %s (%s); answering with a plain message that names "
+                   "the asker instead. Give the bot Read Message History there (docs/discord-setup.md).",
+            channel.id, error.text or error.code)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from models.names import parse_names
@@ -54,7 +54,21 @@ class Settings(BaseSettings):
                     "It speaks when the model's speak probability exceeds 1 - chattiness.")
     channels: Annotated[frozenset[int], NoDecode] = Field(
         frozenset(), description="Comma-separated channel ids it may read (threads follow their "
-                                 "channel); empty = every channel it can read. DMs are always on.")
+                                 "channel); empty = every channel it can read.")
+    ignored_channels: Annotated[frozenset[int], NoDecode] = Field(
+        frozenset(), description="Comma-separated channel ids it must never read, even when "
+                                 "CHIMEIN_CHANNELS is empty (threads follow their channel).")
+    dms: bool = Field(True, description="Answer direct messages (true/false).")
+    blocked_users: Annotated[frozenset[int], NoDecode] = Field(
+        frozenset(), description="Comma-separated user ids it ignores entirely: never read, never answered.")
+    blocked_roles: Annotated[frozenset[int], NoDecode] = Field(
+        frozenset(), description="Comma-separated role ids whose members it ignores in servers "
+                                 "(DMs carry no roles: block the user, or set CHIMEIN_DMS=false).")
+    bot_replies: int = Field(
+        3, ge=0, description="Loop guard: at most this many answers to other bots per channel in "
+                             "CHIMEIN_BOT_REPLY_SECONDS, then silence (0 = never answer bots).")
+    bot_reply_seconds: float = Field(
+        600.0, gt=0, description="The time span of the loop guard, in seconds.")
     bot_names: Annotated[tuple[str, ...], NoDecode] = Field(
         (), description="Comma-separated extra names people call the bot; its Discord names are "
                         "always included. Rewritten to 'assistant' for the model.")
@@ -77,15 +91,19 @@ class Settings(BaseSettings):
             raise ValueError("contains whitespace; paste the token alone")
         return SecretStr(token)
 
-    @field_validator("channels", mode="before")
+    @field_validator("channels", "ignored_channels", "blocked_users", "blocked_roles", mode="before")
     @classmethod
-    def _channel_ids(cls, value):
+    def _discord_ids(cls, value, info: ValidationInfo):
+        kind = info.field_name.split("_")[-1].removesuffix("s")  # channel, user, role
         if isinstance(value, str):
             value = [part for part in value.replace(" ", ",").split(",") if part]
         try:
-            return frozenset(int(v) for v in value)
+            ids = frozenset(int(v) for v in value)
         except ValueError as error:
-            raise ValueError(f"channel ids must be numbers (right-click -> Copy ID): {error}") from None
+            raise ValueError(f"{kind} ids must be numbers (right-click -> Copy ID): {error}") from None
+        if bad := sorted(i for i in ids if i <= 0):
+            raise ValueError(f"{bad[0]} is not a {kind} id: Discord ids are positive numbers (right-click -> Copy ID)")
+        return ids
 
     @field_validator("bot_names", mode="before")
     @classmethod

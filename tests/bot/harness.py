@@ -22,8 +22,9 @@ TOKEN = "fake.bot.token"
 
 
 @contextlib.asynccontextmanager
-async def discord_world(*, heartbeat_seconds: float = 0.5):
-    fake = FakeDiscord(heartbeat_seconds=heartbeat_seconds)
+async def discord_world(*, heartbeat_seconds: float = 0.5, **options):
+    """A started fake Discord; ``options`` go to ``FakeDiscord`` (e.g. ``read_message_history=False``)."""
+    fake = FakeDiscord(heartbeat_seconds=heartbeat_seconds, **options)
     await fake.start()
     try:
         with fake.pointed_at():

@@ -212,3 +212,74 @@ def test_connected_from_the_command_line(check, tmp_path):
     write_status(tmp_path / "state", True)
     code, output = check("--connected", DISCORD_TOKEN=FAKE_TOKEN)
     assert code == 0 and output.startswith("ok      connected")
+
+
+def write_adapter(folder: Path, hidden: int, intermediate: int, layers: int = 2, config: dict | None = None) -> Path:
+    """A LoRA adapter folder whose safetensors header holds only shapes (no weights are read)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "adapter_config.json").write_text(json.dumps(config or {}))
+    header, offset = {}, 0
+    for layer in range(layers):
+        for projection, (size_in, size_out) in {"q_proj": (hidden, hidden), "down_proj": (intermediate, hidden),
+                                                "up_proj": (hidden, intermediate)}.items():
+            stem = f"base_model.model.model.layers.{layer}.mlp.{projection}"
+            for side, shape in (("A", [8, size_in]), ("B", [size_out, 8])):
+                header[f"{stem}.lora_{side}.weight"] = {"dtype": "F32", "shape": shape,
+                                                        "data_offsets": [offset, offset]}
+    raw = json.dumps(header).encode()
+    (folder / "adapter_model.safetensors").write_bytes(len(raw).to_bytes(8, "little") + raw)
+    return folder
+
+
+def test_adapter_from_a_different_base_fails_even_when_its_config_names_none(check, tmp_path):
+    """Previously an adapter whose config did not name its base passed whatever its shapes."""
+    wrong = write_adapter(tmp_path / "for-a-7b", hidden=4096, intermediate=14336)
+    code, output = check(DISCORD_TOKEN=FAKE_TOKEN, CHIMEIN_ADAPTER=str(wrong))
+    assert code == 1, output
+    [line] = problem_lines(output)
+    assert line.startswith(f"problem CHIMEIN_ADAPTER={wrong}: {wrong} was trained on a different base model")
+    assert "4096" in line and "576" in line  # SmolLM2-135M's hidden size, read from the GGUF header
+
+    right = write_adapter(tmp_path / "for-smollm2", hidden=576, intermediate=1536)
+    code, output = check(DISCORD_TOKEN=FAKE_TOKEN, CHIMEIN_ADAPTER=str(right))
+    assert code == 0, output
+
+
+def test_adapter_shapes_are_compared_with_a_converted_base_config(check, tmp_path):
+    converted = tmp_path / "cache" / EMBEDDED_NAME
+    converted.mkdir(parents=True)
+    (converted / "config.json").write_text(json.dumps({
+        "hidden_size": 576, "intermediate_size": 1536, "num_attention_heads": 9, "num_key_value_heads": 3,
+        "num_hidden_layers": 30, "max_position_embeddings": 8192}))
+    (converted / "model.safetensors").write_bytes(b"")
+    code, output = check(DISCORD_TOKEN=FAKE_TOKEN, CHIMEIN_CACHE=str(tmp_path / "cache"))
+    assert code == 0, output  # the shipped adapter fits
+    deeper = write_adapter(tmp_path / "deeper", hidden=576, intermediate=1536, layers=40)
+    code, output = check(DISCORD_TOKEN=FAKE_TOKEN, CHIMEIN_CACHE=str(tmp_path / "cache"), CHIMEIN_ADAPTER=str(deeper))
+    assert code == 1 and "adapts layer 30, but the base model has 30 layers" in output
+
+
+@pytest.mark.parametrize("variable, value, says", [
+    ("CHIMEIN_CHANNELS", "-5", "problem CHIMEIN_CHANNELS: -5 is not a channel id"),
+    ("CHIMEIN_BLOCKED_USERS", "0", "problem CHIMEIN_BLOCKED_USERS: 0 is not a user id"),
+    ("CHIMEIN_BLOCKED_ROLES", "admins", "problem CHIMEIN_BLOCKED_ROLES: role ids must be numbers"),
+    ("CHIMEIN_BOT_REPLIES", "-1", "problem CHIMEIN_BOT_REPLIES:"),
+])
+def test_ids_and_limits_that_cannot_be_right_are_problems(check, variable, value, says):
+    """Previously CHIMEIN_CHANNELS=-5 passed."""
+    code, output = check(DISCORD_TOKEN=FAKE_TOKEN, **{variable: value})
+    assert code == 1
+    assert problem_lines(output)[0].startswith(says), output
+
+
+def test_who_may_talk_to_it_is_reported_and_an_empty_reading_list_is_a_problem(check):
+    code, output = check(DISCORD_TOKEN=FAKE_TOKEN, CHIMEIN_DMS="false", CHIMEIN_BLOCKED_USERS="7,8",
+                         CHIMEIN_IGNORED_CHANNELS="5")
+    assert code == 0, output
+    assert "ok      reads every channel it can see except 1 ignored; direct messages ignored" in output
+    assert "ignores 2 blocked users" in output and "loop guard: answers other bots at most 3 times" in output
+    code, output = check(DISCORD_TOKEN=FAKE_TOKEN, CHIMEIN_CHANNELS="5", CHIMEIN_IGNORED_CHANNELS="5,6")
+    assert code == 1
+    assert problem_lines(output) == ["problem CHIMEIN_CHANNELS: every channel listed is also in "
+                                     "CHIMEIN_IGNORED_CHANNELS, so it reads no channel at all; remove them "
+                                     "from one of the two"]

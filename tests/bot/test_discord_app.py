@@ -108,3 +108,29 @@ def test_message_content_intent_switched_off_exits_with_the_fix(monkeypatch, cap
         assert main([]) == 1
     assert "Privileged Gateway Intents" in caplog.text
     assert fake.commands["global"], "slash commands were synced in setup_hook before connecting"
+
+
+def test_malformed_token_fails_before_the_model_loads(monkeypatch, capsys, scripted_engine):
+    """Previously a token of the wrong shape (a client secret, say) loaded the model first."""
+    monkeypatch.setenv("DISCORD_TOKEN", "a-client-secret-without-dots")
+    assert main([]) == 2
+    assert "DISCORD_TOKEN: does not look like a bot token" in capsys.readouterr().err
+    assert scripted_engine == [], "no model is loaded for a token that cannot work"
+
+
+def test_unreachable_discord_is_one_clear_line(monkeypatch, caplog, capsys, scripted_engine):
+    """Previously a failed connection ended in an 80-line traceback."""
+    import socket
+
+    import discord
+
+    with socket.socket() as closed:  # a port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    monkeypatch.setattr(discord.http.Route, "BASE", f"http://127.0.0.1:{port}/api/v10")
+    monkeypatch.setenv("DISCORD_TOKEN", TOKEN)
+    with caplog.at_level(logging.ERROR):
+        assert main([]) == 1
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and errors[0].getMessage().startswith("cannot reach Discord: ")
+    assert errors[0].exc_info is None and "Traceback" not in capsys.readouterr().err

@@ -38,7 +38,6 @@ DISCORD_PERMISSION_BITS = {
     "VIEW_CHANNEL": 1 << 10,
     "SEND_MESSAGES": 1 << 11,
     "READ_MESSAGE_HISTORY": 1 << 16,
-    "USE_APPLICATION_COMMANDS": 1 << 31,
     "SEND_MESSAGES_IN_THREADS": 1 << 38,
 }
 
@@ -262,9 +261,9 @@ def test_invite_url_permission_integer_matches_the_listed_permissions():
     listed = {flag: 1 << int(bit) for flag, bit in rows}
     assert listed == DISCORD_PERMISSION_BITS  # exactly these, each with Discord's bit
     [url] = re.findall(r"https://discord\.com/oauth2/authorize\?\S+", text)
-    assert "scope=bot+applications.commands" in url
+    assert "scope=bot&" in url  # applications.commands comes with the bot scope
     permissions = int(re.search(r"permissions=(\d+)", url)[1])
-    assert permissions == sum(DISCORD_PERMISSION_BITS.values()) == 277025459200
+    assert permissions == sum(DISCORD_PERMISSION_BITS.values()) == 274877975552
 
 
 def test_settings_table_matches_env_example():

@@ -12,6 +12,8 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 
 MANAGE_CHANNELS = 1 << 4
+ADMINISTRATOR = 1 << 3
+READ_MESSAGE_HISTORY = 1 << 16
 ALL_PERMISSIONS = (1 << 50) - 1
 MESSAGE_CONTENT_INTENT = 1 << 15
 OPTION_TYPES = {str: 3, int: 4, bool: 5, float: 10}
@@ -41,8 +43,10 @@ def text_channel(channel_id: int, guild_id: int, name: str, position: int) -> di
             "last_message_id": None, "rate_limit_per_user": 0}
 
 
-def guild(guild_id: int, owner: dict, channels: Mapping[str, int], bot_user: dict) -> dict:
-    everyone = {"id": str(guild_id), "name": "@everyone", "permissions": str(ALL_PERMISSIONS), "position": 0,
+def guild(guild_id: int, owner: dict, channels: Mapping[str, int], bot_user: dict,
+          permissions: int = ALL_PERMISSIONS) -> dict:
+    """The guild; ``permissions`` is what @everyone (and so the bot, which has no other role) may do."""
+    everyone = {"id": str(guild_id), "name": "@everyone", "permissions": str(permissions), "position": 0,
                 "color": 0, "hoist": False, "managed": False, "mentionable": False, "flags": 0}
     return {
         "id": str(guild_id), "name": "Fake Guild", "icon": None, "owner_id": owner["id"],

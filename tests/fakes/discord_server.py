@@ -11,6 +11,9 @@ real ``discord.Client`` against this server. It speaks the real protocol:
   create message (every payload is recorded, with its ``allowed_mentions`` and
   ``message_reference``), channel history, typing, application commands and
   interaction callbacks. Anything else answers 404 and lands in ``unknown``.
+  With ``read_message_history=False`` it refuses replies (403, code 160002) and
+  returns empty history, as Discord does; ``commands_answer`` replaces the
+  answer to a global command sync.
 
 The JSON shapes live in discord_payloads.py. Tests drive people with ``say`` /
 ``edit`` / ``delete`` / ``command`` and read what the bot did from ``posts``,
@@ -36,7 +39,13 @@ import yarl
 from aiohttp import web
 
 from tests.fakes import discord_payloads as payloads
-from tests.fakes.discord_payloads import MANAGE_CHANNELS, MESSAGE_CONTENT_INTENT
+from tests.fakes.discord_payloads import (
+    ADMINISTRATOR,
+    ALL_PERMISSIONS,
+    MANAGE_CHANNELS,
+    MESSAGE_CONTENT_INTENT,
+    READ_MESSAGE_HISTORY,
+)
 
 DISCORD_EPOCH_MS = 1420070400000
 API_PREFIX = "/api/v10"
@@ -76,10 +85,16 @@ class FakeDiscord:
 
     def __init__(self, *, heartbeat_seconds: float = 0.5, bot_name: str = "Sage",
                  channels: Iterable[str] = ("general", "random"), token: str | None = None,
-                 message_content_enabled: bool = True) -> None:
+                 message_content_enabled: bool = True, read_message_history: bool = True) -> None:
         self.heartbeat_seconds = heartbeat_seconds
         self.token = token  # when set, any other token is refused with 401, as Discord does
         self.message_content_enabled = message_content_enabled  # the portal's privileged-intent switch
+        # Without Read Message History (and without Administrator, which implies it) Discord
+        # refuses replies with 403 / code 160002 and answers history reads with an empty list.
+        self.bot_permissions = ALL_PERMISSIONS if read_message_history else (
+            ALL_PERMISSIONS & ~READ_MESSAGE_HISTORY & ~ADMINISTRATOR)
+        self.commands_answer: tuple[int, object] | None = None  # (status, body) to answer command syncs with
+        self.refused: list[dict] = []  # create-message payloads refused for a missing permission
         self._ids = itertools.count(1)
         self.guild_id = self.snowflake()
         self.application_id = self.snowflake()
@@ -306,7 +321,7 @@ class FakeDiscord:
     async def _send_ready(self, ws: web.WebSocketResponse) -> None:
         ready = payloads.ready(self.bot, self.guild_id, self.application_id,
                                f"session-{len(self.identifies)}", self.gateway_url)
-        guild = payloads.guild(self.guild_id, self.owner, self.channels, self.bot)
+        guild = payloads.guild(self.guild_id, self.owner, self.channels, self.bot, self.bot_permissions)
         for event, data in (("READY", ready), ("GUILD_CREATE", guild)):
             self._sequence += 1
             await ws.send_json({"op": DISPATCH, "t": event, "s": self._sequence, "d": data})
@@ -338,6 +353,9 @@ class FakeDiscord:
             case ("POST", "/channels/{id}/typing"):
                 self.typing.append((int(path.split("/")[2]), time.monotonic()))
                 return web.Response(status=204)
+            case ("PUT", "/applications/{id}/commands") if self.commands_answer is not None:
+                status, answer = self.commands_answer
+                return _json(answer, status=status)
             case ("PUT", "/applications/{id}/commands"):
                 return _json(self._register_commands("global", body))
             case ("PUT", "/applications/{id}/guilds/{id}/commands"):
@@ -355,6 +373,10 @@ class FakeDiscord:
                          status=400)
         reference = body.get("message_reference")
         parent = None
+        if reference and not self._may_read_history:
+            self.refused.append(body)
+            return _json({"message": "Cannot reply without permission to read message history",
+                          "code": 160002}, status=403)
         if reference:
             parent_id = str(reference["message_id"])
             parent = next((m for m in self.messages[channel_id] if m["id"] == parent_id), None)
@@ -365,8 +387,12 @@ class FakeDiscord:
         await self.dispatch("MESSAGE_CREATE", message)
         return _json(payloads.rest_view(message))
 
+    @property
+    def _may_read_history(self) -> bool:
+        return bool(self.bot_permissions & (READ_MESSAGE_HISTORY | ADMINISTRATOR))
+
     def _history(self, channel_id: int, query) -> web.Response:
-        messages = self.messages.get(channel_id, [])
+        messages = self.messages.get(channel_id, []) if self._may_read_history else []
         limit = int(query.get("limit", 50))
         if "before" in query:
             messages = [m for m in messages if int(m["id"]) < int(query["before"])]
