@@ -3,8 +3,9 @@
 What is stored per channel: its chattiness (when it differs from the default),
 quiet mode, and the moment of the last ``/forget`` (a Discord snowflake, so the
 history read after a restart starts after it). No message text is ever stored.
-The file is rewritten whole on every change, through a temporary file and
-``os.replace``, so a crash mid-write leaves the old file intact.
+The file is rewritten whole on every change (``bot.files.replace_file``), so a
+crash mid-write leaves the old file intact; memory changes only once the file
+is written, so a failed write leaves both as they were.
 
 A thread without its own entry follows its parent channel.
 """
@@ -12,15 +13,16 @@ A thread without its own entry follows its parent channel.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+
+from bot.files import replace_file
 
 FILE_NAME = "channels.json"
 
 
 class ChannelSettingsError(Exception):
-    """The settings file exists but cannot be read; the message names the file and the reason."""
+    """The settings file cannot be read or written; the message names the file and the reason."""
 
 
 @dataclass(frozen=True)
@@ -51,10 +53,14 @@ class ChannelSettingsStore:
         return found or ChannelControls()
 
     def update(self, channel_id: int, **changes) -> ChannelControls:
-        """Change some fields of one channel's controls and save the file."""
+        """Change some fields of one channel's controls: the file first, then memory.
+
+        Raises ``ChannelSettingsError`` when the file cannot be written; nothing changed then.
+        """
         controls = replace(self._controls.get(channel_id, ChannelControls()), **changes)
-        self._controls[channel_id] = controls
-        self._save()
+        updated = {**self._controls, channel_id: controls}
+        self._save(updated)
+        self._controls = updated
         return controls
 
     def _load(self) -> dict[int, ChannelControls]:
@@ -68,12 +74,9 @@ class ChannelSettingsStore:
             raise ChannelSettingsError(f"{self.path}: cannot read channel settings ({error}); "
                                        "fix or delete the file") from error
 
-    def _save(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        data = {str(channel_id): asdict(c) for channel_id, c in sorted(self._controls.items())}
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=2)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path)
+    def _save(self, controls: dict[int, ChannelControls]) -> None:
+        data = {str(channel_id): asdict(c) for channel_id, c in sorted(controls.items())}
+        try:
+            replace_file(self.path, json.dumps(data, indent=2), durable=True)
+        except OSError as error:
+            raise ChannelSettingsError(f"{self.path}: cannot save channel settings ({error})") from error

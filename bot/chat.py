@@ -17,7 +17,9 @@ import sys
 import time
 from collections import deque
 
-from models.turns import BOT_NAME, SPEAK_THRESHOLD, Turn
+from bot.settings import SettingsError, add_setting_flags, load_settings, setting_overrides
+from models.threshold import chattiness_to_threshold, should_speak, threshold_to_chattiness
+from models.turns import BOT_NAME, Turn
 
 MAX_WINDOW_TURNS = 200  # older turns leave the deque; the engine trims by tokens anyway
 MENTION = re.compile(rf"@{BOT_NAME}\b", re.IGNORECASE)
@@ -32,28 +34,39 @@ def parse_line(line: str, last_name: str) -> tuple[str, str]:
     return last_name, line.strip()
 
 
+CHAT_SETTINGS = ("model", "adapter", "window_tokens", "chattiness", "bot_names")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m bot chat",
-                                     description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default="embedded", help="model id or folder (default: embedded)")
-    parser.add_argument("--adapter", default="auto",
-                        help="adapter folder; 'auto': the shipped one if present; 'none': bare model")
-    parser.add_argument("--threshold", type=float, default=SPEAK_THRESHOLD,
-                        help="speak when the probability reaches this (lower = chattier)")
-    parser.add_argument("--window-tokens", type=int, default=1024, help="token budget of the window")
+    parser = argparse.ArgumentParser(
+        prog="python -m bot chat", description=__doc__.split("\n\n")[0],
+        epilog="The options default to the same settings the Discord bot reads (environment "
+               "variables and .env, see .env.example); a flag overrides its setting.")
+    add_setting_flags(parser, CHAT_SETTINGS)
+    parser.add_argument("--threshold", type=float, metavar="P", default=argparse.SUPPRESS,
+                        help="the same knob as the model sees it: speak when the probability reaches P "
+                             "(an alias for --chattiness 1-P)")
     parser.add_argument("--explain", action="store_true", help="show the speak probability of every line")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    overrides = setting_overrides(args)
+    if "threshold" in args:
+        overrides.setdefault("chattiness", threshold_to_chattiness(args.threshold))
+    try:
+        settings = load_settings(**overrides)
+    except (SettingsError, ValueError) as error:
+        print(error, file=sys.stderr)
+        return 2
     from models.loading import ModelLoadError, load_engine
     from models.quiet import quiet_libraries
 
     quiet_libraries()
     interactive = sys.stdin.isatty()
     try:
-        engine = load_engine(args.model, args.adapter, window_tokens=args.window_tokens)
+        engine = load_engine(settings.model, settings.adapter_arg, window_tokens=settings.window_tokens)
     except ModelLoadError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
@@ -63,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     if interactive:
         print("Type lines as 'Name: text'. @assistant forces a reply. Ctrl-D to quit.", file=sys.stderr)
 
+    threshold = chattiness_to_threshold(settings.default_chattiness(info))
     window: deque[Turn] = deque(maxlen=MAX_WINDOW_TURNS)
     name = "you"
     for count, raw in enumerate(_lines(interactive)):
@@ -73,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         forced = bool(MENTION.search(text))
         started = time.perf_counter()
         probability = None if forced else engine.decide(list(window), key="terminal")
-        speaks = forced or probability >= args.threshold
+        speaks = forced or should_speak(probability, threshold)
         if args.explain:
             why = "forced by @assistant" if forced else f"p(speak)={probability:.2f}"
             took = (time.perf_counter() - started) * 1000

@@ -62,7 +62,7 @@ class Result:
 def check_settings() -> tuple[list[Result], Settings | None]:
     """The settings (or None when they cannot be read at all) and what is wrong with them."""
     try:
-        settings = load_settings()
+        settings = load_settings(require_token=True)  # the token the bot will need
     except SettingsError as error:
         # load_settings says "cannot start" on its first line, then one line per variable.
         problems = [Result(PROBLEM, line.strip()) for line in str(error).splitlines()[1:] if line.strip()]

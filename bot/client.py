@@ -56,6 +56,8 @@ class ChimeIn(discord.Client):
         self.worker = ModelWorker(engine)
         self.windows = WindowStore()
         self.decisions = DecisionQueue(self.worker, self.windows, self.chattiness_for)
+        # CHIMEIN_CHATTINESS when set, else the one the loaded adapter was tuned for.
+        self.default_chattiness = settings.default_chattiness(engine.describe())
         self.tree = app_commands.CommandTree(self)
         self.bot_replies = BotReplyGuard(settings.bot_replies, settings.bot_reply_seconds)
         self._permissions_checked: set[int] = set()  # channels whose permissions were looked at once
@@ -132,7 +134,7 @@ class ChimeIn(discord.Client):
         return self.controls.get(channel.id, getattr(channel, "parent_id", None))
 
     def chattiness_for(self, channel) -> float:
-        return self.controls_for(channel).chattiness_or(self.settings.chattiness)
+        return self.controls_for(channel).chattiness_or(self.default_chattiness)
 
     def turn_for(self, message: discord.Message) -> Turn | None:
         """The message as the model reads it; None for what it must not read (blocked authors)."""
@@ -147,9 +149,9 @@ class ChimeIn(discord.Client):
         The engine's cache of the channel is dropped separately (``worker.forget``),
         since that waits for the model to be free.
         """
-        self.windows.reset(channel.id)
         now = discord.utils.time_snowflake(discord.utils.utcnow())
-        self.controls.update(channel.id, forgotten_before=now)
+        self.controls.update(channel.id, forgotten_before=now)  # first: raises when it cannot be saved
+        self.windows.reset(channel.id)
 
     # -- gateway events ------------------------------------------------------------
 

@@ -31,6 +31,7 @@ import discord
 from bot.sending import COULD_NOT_ANSWER, post
 from bot.window import WindowStore
 from bot.worker import ModelWorker
+from models.threshold import chattiness_to_threshold, should_speak
 from models.turns import Turn
 
 log = logging.getLogger(__name__)
@@ -154,14 +155,14 @@ class DecisionQueue:
             if not turns or turns[-1].role != "user" or turns[-1].turn_id <= lane.done_upto:
                 return
             lane.done_upto = turns[-1].turn_id
-            threshold = 1.0 - self.chattiness_for(channel)
+            threshold = chattiness_to_threshold(self.chattiness_for(channel))
             try:
                 probability, seconds = await self.worker.decide(turns, channel.id)
             except Exception:
                 log.exception("decision channel=%s reason=model failed; staying silent",
                               channel_label(channel))
                 return
-            speak = probability > threshold
+            speak = should_speak(probability, threshold)
             text = ""
             if speak:
                 text, _ = await self._generate(channel, turns)

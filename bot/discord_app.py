@@ -25,10 +25,10 @@ log = logging.getLogger("bot")
 
 
 def main(argv: list[str] | None = None) -> int:
-    argparse.ArgumentParser(prog="python -m bot", description=__doc__,
+    argparse.ArgumentParser(prog="python -m bot run", description=__doc__.replace("``", ""),
                             formatter_class=argparse.RawDescriptionHelpFormatter).parse_args(argv)
     try:
-        settings = load_settings()
+        settings = load_settings(require_token=True)
         controls = ChannelSettingsStore(settings.state_dir)
     except (SettingsError, ChannelSettingsError) as error:
         print(error, file=sys.stderr)

@@ -1,13 +1,25 @@
-"""The Discord bot's configuration, read from the environment and ``.env``.
+"""Chime In's configuration, read from the environment and ``.env``: one for every front end.
 
-Every knob here is one the code reads; ``.env.example`` lists the same fields,
-one for one, with comments (a test keeps the two in step). The bot token has no
-default, and a placeholder left over from ``.env.example`` is refused at start
-with a message that says what to do.
+The Discord bot (``python -m bot``), the terminal chat (``python -m bot chat``)
+and ``python -m bot check`` all read this one ``Settings``; command-line flags
+override a field under its own name (``--chattiness`` sets ``chattiness``, see
+``add_setting_flags``). Every knob here is one the code reads; ``.env.example``
+lists the same fields, one for one, with comments (a test keeps the two in step).
+
+The Discord token is only needed to connect: ``load_settings(require_token=True)``
+(the bot) refuses to start without it; the chat and the check read the rest
+without it. A placeholder left over from ``.env.example`` is refused whenever
+it is set, with a message that says what to do.
+
+To add a setting: a field with a default and a ``description`` (it becomes the
+flag's help), a line in ``.env.example``, and the field's name in a front end's
+flags where it should be overridable there.
 """
 
 from __future__ import annotations
 
+import argparse
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -15,7 +27,7 @@ from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_va
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from models.names import parse_names
-from models.turns import SPEAK_THRESHOLD
+from models.threshold import SPEAK_THRESHOLD, threshold_to_chattiness
 
 ENV_PREFIX = "CHIMEIN_"
 TOKEN_ENV = "DISCORD_TOKEN"
@@ -32,14 +44,15 @@ class SettingsError(Exception):
 
 
 class Settings(BaseSettings):
-    """Chime In's Discord bot settings (environment variables, or a ``.env`` file)."""
+    """Chime In's settings (environment variables, or a ``.env`` file)."""
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_file=".env",
                                       env_file_encoding="utf-8", extra="ignore")
 
-    discord_token: SecretStr = Field(
-        validation_alias=TOKEN_ENV,
-        description="The bot's token from the Discord developer portal (Bot -> Reset Token).")
+    discord_token: SecretStr | None = Field(
+        None, validation_alias=TOKEN_ENV,
+        description="The bot's token from the Discord developer portal (Bot -> Reset Token); "
+                    "only the Discord bot needs it.")
     model: str = Field(
         "embedded",
         description="'embedded' (SmolLM2-135M, no download), a Hugging Face model id, or a local folder.")
@@ -48,10 +61,13 @@ class Settings(BaseSettings):
         description="LoRA adapter folder; 'auto' = the shipped adapter when present, 'none' = bare model.")
     window_tokens: int = Field(
         1024, ge=128, description="Token budget of the conversation the model sees per decision.")
-    chattiness: float = Field(
-        round(1.0 - SPEAK_THRESHOLD, 2), ge=0.0, le=1.0,
-        description="Default of how readily it chimes in on its own: 0 never, 1 whenever it can. "
-                    "It speaks when the model's speak probability exceeds 1 - chattiness.")
+    chattiness: float | None = Field(
+        None, ge=0.0, le=1.0,
+        description="Default of how readily it chimes in on its own: 0 never, 1 on every message. "
+                    "It speaks when the model's speak probability reaches 1 - chattiness. "
+                    "Empty: the one the adapter was tuned for "
+                    f"(1 - its speak threshold; {threshold_to_chattiness(SPEAK_THRESHOLD):.2f} "
+                    "when it stores none).")
     channels: Annotated[frozenset[int], NoDecode] = Field(
         frozenset(), description="Comma-separated channel ids it may read (threads follow their "
                                  "channel); empty = every channel it can read.")
@@ -79,7 +95,9 @@ class Settings(BaseSettings):
 
     @field_validator("discord_token")
     @classmethod
-    def _real_token(cls, value: SecretStr) -> SecretStr:
+    def _real_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
         token = value.get_secret_value().strip()
         if not token:
             raise ValueError("is empty")
@@ -110,6 +128,11 @@ class Settings(BaseSettings):
     def _names(cls, value):
         return parse_names(value)
 
+    @field_validator("chattiness", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value):
+        return None if isinstance(value, str) and not value.strip() else value
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper(cls, value):
@@ -122,6 +145,23 @@ class Settings(BaseSettings):
             return None
         return "auto" if self.adapter == "auto" else Path(self.adapter)
 
+    def default_chattiness(self, engine_info: Mapping) -> float:
+        """The chattiness set here, else the one the loaded adapter was tuned for.
+
+        ``engine_info`` is the engine's ``describe()``, which carries the adapter's
+        ``speak_threshold`` (``models.loading.load_engine``).
+        """
+        if self.chattiness is not None:
+            return self.chattiness
+        return threshold_to_chattiness(engine_info.get("speak_threshold", SPEAK_THRESHOLD))
+
+
+class BotSettings(Settings):
+    """The settings of the Discord bot itself: the same, with the token required."""
+
+    discord_token: SecretStr = Field(validation_alias=TOKEN_ENV,
+                                     description=Settings.model_fields["discord_token"].description)
+
 
 def env_names() -> dict[str, str]:
     """Field name -> the environment variable that sets it."""
@@ -129,10 +169,14 @@ def env_names() -> dict[str, str]:
             for name in Settings.model_fields}
 
 
-def load_settings(**overrides) -> Settings:
-    """Settings from the environment and ``.env``; problems become one readable SettingsError."""
+def load_settings(*, require_token: bool = False, **overrides) -> Settings:
+    """Settings from the environment and ``.env``; problems become one readable SettingsError.
+
+    ``overrides`` (field name -> value, e.g. from command-line flags) win over both.
+    ``require_token``: the Discord bot's settings, which cannot start without ``DISCORD_TOKEN``.
+    """
     try:
-        return Settings(**overrides)
+        return (BotSettings if require_token else Settings)(**overrides)
     except ValidationError as error:
         names = env_names()
         lines = []
@@ -144,3 +188,21 @@ def load_settings(**overrides) -> Settings:
                 message = "not set (see .env.example)"
             lines.append(f"  {variable}: {message}")
         raise SettingsError("Chime In cannot start; fix its configuration:\n" + "\n".join(lines)) from None
+
+
+def add_setting_flags(parser: argparse.ArgumentParser, fields: Iterable[str]) -> None:
+    """One flag per field (``window_tokens`` -> ``--window-tokens``), its help from the field.
+
+    A flag that is not given leaves the field to the environment, ``.env`` and the
+    default; ``setting_overrides`` picks the given ones out of the parsed arguments.
+    """
+    names = env_names()
+    for name in fields:
+        field = Settings.model_fields[name]
+        parser.add_argument("--" + name.replace("_", "-"), dest=name, default=argparse.SUPPRESS,
+                            metavar=name.upper(), help=f"{field.description} (sets {names[name]})")
+
+
+def setting_overrides(args: argparse.Namespace) -> dict:
+    """The settings given on the command line, as ``load_settings`` overrides."""
+    return {name: value for name, value in vars(args).items() if name in Settings.model_fields}

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
 from pathlib import Path
+
+from bot.files import replace_file
 
 FILE_NAME = "status.json"
 WRITE_EVERY_SECONDS = 30
@@ -34,19 +35,8 @@ def write_status(state_dir: str | Path, connected: bool) -> None:
     No fsync: after a power loss a lost update only means "unhealthy" until the
     next write, and this runs every 30 s on the event loop, where it must stay cheap.
     """
-    path = status_path(state_dir)
-    path.parent.mkdir(parents=True, exist_ok=True)
     status = {"connected": bool(connected), "updated": time.time(), "pid": os.getpid()}
-    # A unique temporary name: two writers never share a half-written file.
-    fd, tmp = tempfile.mkstemp(prefix=".status-", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o644)  # mkstemp makes it 0600; health checks may run as another user
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(status, f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    replace_file(status_path(state_dir), json.dumps(status))
 
 
 def read_status(state_dir: str | Path) -> dict | None:

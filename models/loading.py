@@ -224,10 +224,14 @@ def load_engine(model: str = DEFAULT_MODEL, adapter: str | Path | None = "auto",
     prompted baseline needs that); the bot and the chat merge it on a CPU.
     """
     from models.engine import Engine
+    from models.template import TemplateError
+    from models.threshold import adapter_threshold
 
     loaded = load_model(model, adapter, dtype=dtype)
     info = {"model": loaded.name, "adapter": str(loaded.adapter) if loaded.adapter else None,
-            "device": loaded.device, "dtype": loaded.dtype}
+            "device": loaded.device, "dtype": loaded.dtype,
+            # The threshold the adapter was tuned on; the fallback constant without one.
+            "speak_threshold": adapter_threshold(loaded.adapter)}
     network = loaded.model
     if merge_adapter and loaded.adapter is not None and loaded.device == "cpu":
         # The engine never switches its adapter off, so fold the adapter into the
@@ -236,4 +240,10 @@ def load_engine(model: str = DEFAULT_MODEL, adapter: str | Path | None = "auto",
         # the embedded model, about a quarter of a decision). Not on a GPU, where
         # the base is 4-bit and merging would re-quantize the adapter away.
         network = network.merge_and_unload()
-    return Engine(network, loaded.tokenizer, window_tokens=window_tokens, system=system, info=info)
+    try:
+        return Engine(network, loaded.tokenizer, window_tokens=window_tokens, system=system, info=info)
+    except TemplateError as error:
+        # A base model with no (or an unusable) chat template: every entry point reports
+        # it the way it reports any model that cannot be loaded.
+        raise ModelLoadError(f"cannot use model {model!r}: {error}; use a chat (instruct) model "
+                             "or an adapter folder that carries a chat template") from error

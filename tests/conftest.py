@@ -35,6 +35,18 @@ def tokenizer(loaded):
     return loaded.tokenizer
 
 
+@pytest.fixture
+def clean_environment(monkeypatch, tmp_path):
+    """A temporary working directory (so no stray .env is read) and none of Chime In's
+    settings variables set; returns that directory."""
+    from bot.settings import env_names
+
+    monkeypatch.chdir(tmp_path)
+    for variable in env_names().values():
+        monkeypatch.delenv(variable, raising=False)
+    return tmp_path
+
+
 def long_conversation(messages: int = 60) -> list[Turn]:
     """A multi-user chat with a few bot answers, long enough to slide a small window several times."""
     people = ["Ana", "Bo", "Chidi", "Dee"]

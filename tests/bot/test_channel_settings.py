@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from bot import channel_settings
+from bot import files
 from bot.channel_settings import FILE_NAME, ChannelControls, ChannelSettingsError, ChannelSettingsStore
 
 
@@ -32,21 +32,28 @@ def test_threads_follow_their_channel_unless_set_themselves(tmp_path):
     assert store.get(99, parent_id=10).quiet is False
 
 
-def test_a_crash_while_writing_leaves_the_old_file(tmp_path, monkeypatch):
-    """Previously-safe data must survive a write that dies halfway (disk full, kill -9)."""
+def test_a_crash_while_writing_leaves_the_old_file_and_memory_as_it_was(tmp_path, monkeypatch):
+    """A write that dies halfway (disk full, kill -9) keeps the old file, and the store
+    does not claim a change the file never got: previously memory changed first, so
+    /quiet looked on until the next restart silently turned it off."""
     store = ChannelSettingsStore(tmp_path)
     store.update(1, quiet=True)
     before = (tmp_path / FILE_NAME).read_text()
+    real_fdopen = files.os.fdopen
 
-    def dies_halfway(data, f, **kwargs):
+    def dies_halfway(fd, *args, **kwargs):
+        f = real_fdopen(fd, *args, **kwargs)
         f.write('{"1": {"qu')
+        f.close()
         raise OSError("No space left on device")
 
-    monkeypatch.setattr(channel_settings.json, "dump", dies_halfway)
-    with pytest.raises(OSError):
+    monkeypatch.setattr(files.os, "fdopen", dies_halfway)
+    with pytest.raises(ChannelSettingsError, match="No space left"):
         store.update(2, quiet=True)
     assert (tmp_path / FILE_NAME).read_text() == before
     assert json.loads(before) == {"1": {"chattiness": None, "quiet": True, "forgotten_before": None}}
+    assert store.get(2) == ChannelControls(), "memory agrees with the file"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [FILE_NAME], "no temporary file left behind"
 
 
 def test_a_broken_file_names_itself(tmp_path):

@@ -19,7 +19,6 @@ from pathlib import Path
 import pytest
 
 from bot.check import main
-from bot.settings import env_names
 from bot.status import STALE_AFTER_SECONDS, read_status, status_path, write_status
 from models.loading import EMBEDDED_NAME
 
@@ -162,14 +161,11 @@ def test_state_dir_that_is_a_file_is_a_problem(check, tmp_path):
 
 
 @pytest.fixture
-def state_dir(monkeypatch, tmp_path):
+def state_dir(clean_environment, monkeypatch):
     """In-process: a clean environment with a valid token and a temporary state folder."""
-    monkeypatch.chdir(tmp_path)
-    for variable in env_names().values():
-        monkeypatch.delenv(variable, raising=False)
     monkeypatch.setenv("DISCORD_TOKEN", FAKE_TOKEN)
-    monkeypatch.setenv("CHIMEIN_STATE_DIR", str(tmp_path / "state"))
-    return tmp_path / "state"
+    monkeypatch.setenv("CHIMEIN_STATE_DIR", str(clean_environment / "state"))
+    return clean_environment / "state"
 
 
 def test_status_is_written_whole_and_read_back(state_dir):

@@ -16,7 +16,6 @@ import threading
 import pytest
 
 from bot.discord_app import main
-from bot.settings import env_names
 from tests.fakes.discord_server import FakeDiscord
 from tests.fakes.engine import ScriptedEngine
 
@@ -24,11 +23,8 @@ TOKEN = "MTIz.fake.token"
 
 
 @pytest.fixture(autouse=True)
-def environment(monkeypatch, tmp_path):
-    monkeypatch.chdir(tmp_path)
-    for variable in env_names().values():
-        monkeypatch.delenv(variable, raising=False)
-    monkeypatch.setenv("CHIMEIN_STATE_DIR", str(tmp_path / "state"))
+def environment(clean_environment, monkeypatch):
+    monkeypatch.setenv("CHIMEIN_STATE_DIR", str(clean_environment / "state"))
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 
-from bot.channel_settings import FILE_NAME
+from bot.channel_settings import FILE_NAME, ChannelControls
 from models.turns import SILENCE, to_chat_messages
 from tests.bot.harness import discord_world, running_bot, settle
 from tests.fakes.discord_server import MANAGE_CHANNELS
@@ -86,6 +86,24 @@ async def test_quiet_mode_and_chattiness_survive_a_restart(tmp_path):
     assert saved[str(fake.channels["general"])]["quiet"] is True
     assert saved[str(fake.channels["random"])]["chattiness"] == 1.0
     assert not list(tmp_path.glob("*.tmp")), "written through a temporary file that was renamed"
+
+
+async def test_a_setting_that_cannot_be_saved_is_refused_with_a_message(tmp_path, monkeypatch):
+    """Previously the change applied in memory before the write failed: the command errored
+    out (Discord showed "the application did not respond") and the next restart undid it."""
+    from bot import files
+
+    def disk_full(*args):
+        raise OSError("No space left on device")
+
+    engine = ScriptedEngine(speak_probability=0.3)
+    async with discord_world() as fake, running_bot(fake, engine, tmp_path) as bot:
+        monkeypatch.setattr(files.os, "replace", disk_full)
+        for name, options in (("quiet", {"on": True}), ("chattiness", {"level": 1.0}), ("forget", None)):
+            answer = await fake.command("general", fake.owner, name, options)
+            assert "could not save" in answer["data"]["content"] and answer["data"]["flags"] == 64, name
+        assert bot.controls.get(fake.channels["general"]) == ChannelControls(), "nothing changed in memory"
+    assert not (tmp_path / FILE_NAME).exists()
 
 
 async def test_status_reports_model_chattiness_and_latency(tmp_path):

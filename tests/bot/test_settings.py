@@ -3,28 +3,55 @@ what to do, and .env.example stays in step with the settings class."""
 
 from __future__ import annotations
 
+import argparse
 import re
 from pathlib import Path
 
 import pytest
 
-from bot.settings import Settings, SettingsError, env_names, load_settings
+from bot.settings import Settings, SettingsError, add_setting_flags, env_names, load_settings, setting_overrides
+from models.threshold import SPEAK_THRESHOLD
 
 ENV_EXAMPLE = Path(__file__).resolve().parents[2] / ".env.example"
 REAL_LOOKING_TOKEN = "MTIzNDU2Nzg5MDEyMzQ1Njc4.Gabcde.abcdefghijklmnopqrstuvwxyz0123456789"
 
 
-@pytest.fixture(autouse=True)
-def clean_environment(monkeypatch, tmp_path):
-    """No stray .env in the working directory and no stray variables in the environment."""
-    monkeypatch.chdir(tmp_path)
-    for variable in env_names().values():
-        monkeypatch.delenv(variable, raising=False)
+pytestmark = pytest.mark.usefixtures("clean_environment")
 
 
 def test_missing_token_is_refused_with_a_pointer_to_the_example():
     with pytest.raises(SettingsError, match=r"DISCORD_TOKEN: not set \(see \.env\.example\)"):
-        load_settings()
+        load_settings(require_token=True)
+
+
+def test_only_the_discord_bot_needs_the_token(monkeypatch):
+    """The terminal chat and the check read the same settings with no token set."""
+    monkeypatch.setenv("CHIMEIN_CHATTINESS", "1")
+    settings = load_settings()
+    assert settings.discord_token is None and settings.chattiness == 1.0
+    with pytest.raises(SettingsError, match="DISCORD_TOKEN: not set"):
+        load_settings(require_token=True)
+
+
+def test_default_chattiness_is_the_adapters_unless_set(monkeypatch):
+    assert load_settings().chattiness is None
+    assert load_settings().default_chattiness({"speak_threshold": 0.8}) == pytest.approx(0.2)
+    assert load_settings().default_chattiness({}) == pytest.approx(1 - SPEAK_THRESHOLD)
+    monkeypatch.setenv("CHIMEIN_CHATTINESS", "0.6")
+    assert load_settings().default_chattiness({"speak_threshold": 0.8}) == 0.6
+
+
+def test_flags_override_the_environment_under_the_same_names(monkeypatch, tmp_path):
+    (tmp_path / ".env").write_text("CHIMEIN_CHATTINESS=0.1\nCHIMEIN_MODEL=from/dotenv\n")
+    monkeypatch.setenv("CHIMEIN_WINDOW_TOKENS", "512")
+    parser = argparse.ArgumentParser()
+    add_setting_flags(parser, ["chattiness", "window_tokens", "model"])
+    assert "(sets CHIMEIN_CHATTINESS)" in " ".join(parser.format_help().split())
+    args = parser.parse_args(["--chattiness", "0.9"])
+    settings = load_settings(**setting_overrides(args))
+    assert (settings.chattiness, settings.window_tokens, settings.model) == (0.9, 512, "from/dotenv")
+    with pytest.raises(SettingsError, match="CHIMEIN_WINDOW_TOKENS"):
+        load_settings(**setting_overrides(parser.parse_args(["--window-tokens", "5"])))
 
 
 @pytest.mark.parametrize("placeholder", ["your-token-here", "changeme", "<token>", "  ", "YOUR_BOT_TOKEN"])
