@@ -24,6 +24,7 @@ from torch.overrides import TorchFunctionMode
 from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer
 
+from models.calc import finish_reply
 from models.template import ChatFormat
 from models.turns import BOT_NAME, RESPONSE, SILENCE, Turn, strip_markers
 
@@ -195,7 +196,7 @@ class Engine:
                     break
                 generated.append(next_id)
                 logits = self._forward(session, session.ids + [next_id])
-        return self.clean(self.tokenizer.decode(generated, skip_special_tokens=True))
+        return finish_reply(self.clean(self.tokenizer.decode(generated, skip_special_tokens=True)))
 
     def clean(self, text: str) -> str:
         """Model output -> text for people: no markers, no control strings, no echoed name."""
