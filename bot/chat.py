@@ -1,61 +1,152 @@
 """A local group chat in the terminal: try the assistant with no Discord account and no GPU.
 
     make chat                       (or: python -m bot chat [--explain])
-    printf 'Ana: hi\\nBo: @assistant what is 2+2?\\n' | python -m bot chat
+    printf 'Ana: hi\nBo: @assistant what is 2+2?\n' | python -m bot chat
+    CHIMEIN_CHATTINESS=1 python -m bot chat       (chimes in on every line)
 
-Several people type lines as ``Name: text`` (a line without a name continues as
-the last speaker). ``@assistant`` in a line forces a reply; otherwise the model
-decides whether to chime in. ``--explain`` shows the speak probability of every
-line. With no terminal attached, lines are read from standard input until it ends.
+Several people type lines as "Name: text" (a line without a name continues as
+the last speaker). It runs on the same core as the Discord bot: each line goes
+into the same kind of window, through the same fixed rules (bot.rules: an
+@assistant mention forces a reply, a line that @mentions someone else who
+spoke here is left to them) and the same decision queue (bot.decisions), with
+the same settings (environment and .env; the flags below override them). Each
+line is judged before the next is read. --explain prints the decision line the
+Discord bot logs for every line. With no terminal attached, lines are read
+from standard input until it ends.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
+import logging
 import re
 import sys
-import time
-from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass
 
-from bot.settings import SettingsError, add_setting_flags, load_settings, setting_overrides
-from models.threshold import chattiness_to_threshold, should_speak, threshold_to_chattiness
-from models.turns import BOT_NAME, Turn
+from bot.decisions import DecisionQueue
+from bot.rules import MessageFacts, rule_for
+from bot.settings import Settings, SettingsError, add_setting_flags, load_settings, setting_overrides
+from bot.window import WindowStore
+from bot.worker import ModelWorker
+from models.names import rewrite_bot_names
+from models.threshold import chattiness_to_threshold, threshold_to_chattiness
+from models.turns import BOT_NAME, Turn, strip_markers
 
-MAX_WINDOW_TURNS = 200  # older turns leave the deque; the engine trims by tokens anyway
-MENTION = re.compile(rf"@{BOT_NAME}\b", re.IGNORECASE)
-NAMED_LINE = re.compile(r"^\s*([^:\s][^:]{0,31}):\s*(.*)$")
+CHAT_SETTINGS = ("model", "adapter", "window_tokens", "chattiness", "bot_names")
+NAMED_LINE = re.compile(r"^\s*([^:\s][^:]{0,63}):\s*(.*)$")
+MENTION = re.compile(r"(?<![\w@])@([\w.-]+)")
+DEFAULT_SPEAKER = "you"
+
+log = logging.getLogger(__name__)
 
 
 def parse_line(line: str, last_name: str) -> tuple[str, str]:
     """``"Ana: hi"`` -> ("Ana", "hi"); a line with no name keeps the last speaker."""
     match = NAMED_LINE.match(line)
-    if match and match.group(2):
+    if match and match.group(2).strip():
         return match.group(1).strip(), match.group(2).strip()
     return last_name, line.strip()
 
 
-CHAT_SETTINGS = ("model", "adapter", "window_tokens", "chattiness", "bot_names")
+@dataclass(frozen=True)
+class Line:
+    """One line typed into the terminal, as the decision queue sees a message."""
+
+    id: int
+    turn: Turn
+
+
+class TerminalRoom:
+    """The terminal as the decision queue's room: the assistant's words go to standard output."""
+
+    id = 0
+    name = "terminal"
+    errors = (OSError,)  # a closed pipe: logged, and the chat goes on reading
+
+    def __init__(self, out=None) -> None:
+        self.out = out or sys.stdout
+        self._last_id = 0
+
+    def next_id(self) -> int:
+        """Ids order the window: lines and the assistant's posts share one counter."""
+        self._last_id += 1
+        return self._last_id
+
+    def typing(self) -> contextlib.AbstractAsyncContextManager:
+        return contextlib.nullcontext()
+
+    async def post(self, text: str, reply_to: Line | None = None) -> list[Turn]:
+        text = strip_markers(text)
+        if not text:
+            return []
+        print(f"{BOT_NAME}: {text}", file=self.out, flush=True)
+        return [Turn.assistant(text, self.next_id())]
+
+
+class TerminalChat:
+    """Lines in, the same rules and decision queue as Discord, the assistant's words out."""
+
+    def __init__(self, engine, settings: Settings, out=None) -> None:
+        self.settings = settings
+        self.room = TerminalRoom(out)
+        self.worker = ModelWorker(engine)
+        self.windows = WindowStore()
+        self.window = self.windows.reset(self.room.id)
+        self.chattiness = settings.default_chattiness(engine.describe())
+        self.decisions = DecisionQueue(self.worker, self.windows, lambda room: self.chattiness)
+        self.speakers: set[str] = set()
+
+    def facts(self, turn: Turn) -> MessageFacts:
+        """What the rules need: @assistant is a mention of the bot; @Name of someone who spoke here
+        is a mention of them (in Discord both are real mentions)."""
+        mentioned = {name.lower() for name in MENTION.findall(turn.text)}
+        return MessageFacts(mentions_bot=BOT_NAME in mentioned,
+                            mentions_others=bool(mentioned & (self.speakers - {turn.name.lower()})))
+
+    async def say(self, name: str, text: str) -> None:
+        """One person's line: into the window, through the rules, and judged before this returns."""
+        # The bot's configured names are rewritten to the one the model knows, as in Discord.
+        turn = Turn.user(name, rewrite_bot_names(text, self.settings.bot_names), self.room.next_id())
+        self.window.add(turn)
+        self.speakers.add(turn.name.lower())
+        self.decisions.route(self.room, Line(turn.turn_id, turn), rule_for(self.facts(turn)))
+        await self.decisions.idle()
+
+    async def run(self, lines: Iterator[str]) -> None:
+        name = DEFAULT_SPEAKER
+        try:
+            for raw in lines:
+                if raw.strip():
+                    name, text = parse_line(raw, name)
+                    await self.say(name, text)
+        finally:
+            self.decisions.cancel()
+            self.worker.close()
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m bot chat", description=__doc__.split("\n\n")[0],
-        epilog="The options default to the same settings the Discord bot reads (environment "
-               "variables and .env, see .env.example); a flag overrides its setting.")
+        epilog="The options default to the settings the Discord bot reads (environment variables "
+               "and .env, see .env.example); a flag overrides its setting.")
     add_setting_flags(parser, CHAT_SETTINGS)
     parser.add_argument("--threshold", type=float, metavar="P", default=argparse.SUPPRESS,
                         help="the same knob as the model sees it: speak when the probability reaches P "
                              "(an alias for --chattiness 1-P)")
-    parser.add_argument("--explain", action="store_true", help="show the speak probability of every line")
+    parser.add_argument("--explain", action="store_true",
+                        help="print the decision line (rule or speak probability, latency) of every line")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     overrides = setting_overrides(args)
-    if "threshold" in args:
-        overrides.setdefault("chattiness", threshold_to_chattiness(args.threshold))
     try:
+        if "threshold" in args:
+            overrides.setdefault("chattiness", threshold_to_chattiness(args.threshold))
         settings = load_settings(**overrides)
     except (SettingsError, ValueError) as error:
         print(error, file=sys.stderr)
@@ -64,45 +155,58 @@ def main(argv: list[str] | None = None) -> int:
     from models.quiet import quiet_libraries
 
     quiet_libraries()
-    interactive = sys.stdin.isatty()
     try:
         engine = load_engine(settings.model, settings.adapter_arg, window_tokens=settings.window_tokens)
     except ModelLoadError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    info = engine.describe()
-    adapter = info["adapter"] or "none: running on the bare base model, which has not learned when to speak"
-    print(f"model: {info['model']} ({info['device']}, {info['dtype']}); adapter: {adapter}", file=sys.stderr)
+    chat = TerminalChat(engine, settings)
+    _describe(engine.describe(), chat.chattiness)
+    interactive = sys.stdin.isatty()
     if interactive:
         print("Type lines as 'Name: text'. @assistant forces a reply. Ctrl-D to quit.", file=sys.stderr)
-
-    threshold = chattiness_to_threshold(settings.default_chattiness(info))
-    window: deque[Turn] = deque(maxlen=MAX_WINDOW_TURNS)
-    name = "you"
-    for count, raw in enumerate(_lines(interactive)):
-        if not raw.strip():
-            continue
-        name, text = parse_line(raw, name)
-        window.append(Turn.user(name, text, turn_id=count))
-        forced = bool(MENTION.search(text))
-        started = time.perf_counter()
-        probability = None if forced else engine.decide(list(window), key="terminal")
-        speaks = forced or should_speak(probability, threshold)
-        if args.explain:
-            why = "forced by @assistant" if forced else f"p(speak)={probability:.2f}"
-            took = (time.perf_counter() - started) * 1000
-            print(f"  [{why}, {'speak' if speaks else 'silent'}, {took:.0f} ms]", flush=True)
-        if speaks:
-            reply = engine.reply(list(window), key="terminal")
-            if reply:
-                window.append(Turn.assistant(reply, turn_id=f"a{count}"))
-                print(f"{BOT_NAME}: {reply}", flush=True)
-            elif forced:
-                print(f"{BOT_NAME}: (could not come up with an answer)", flush=True)
+    with _decision_lines(args.explain):
+        try:
+            asyncio.run(chat.run(_lines(interactive)))
+        except KeyboardInterrupt:
+            print(file=sys.stderr)
     return 0
 
 
-def _lines(interactive: bool):
+def _describe(info: dict, chattiness: float) -> None:
+    adapter = info.get("adapter") or "none: running on the bare base model, which has not learned when to speak"
+    print(f"model: {info.get('model')} ({info.get('device')}, {info.get('dtype')}); adapter: {adapter}; "
+          f"chattiness {chattiness:.2f} (speaks on its own from p >= {chattiness_to_threshold(chattiness):.2f})",
+          file=sys.stderr)
+
+
+class _ExplainFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        text = record.getMessage().replace(f"decision channel=#{TerminalRoom.name}({TerminalRoom.id}) ", "")
+        return f"  [{text}]" if record.levelno < logging.WARNING else f"{record.levelname}: {text}"
+
+
+@contextlib.contextmanager
+def _decision_lines(explain: bool):
+    """With --explain, the bot's decision log lines (bot.decisions) on standard output; warnings always."""
+    handler = logging.StreamHandler(sys.stdout if explain else sys.stderr)
+    handler.setFormatter(_ExplainFormatter())
+    handler.setLevel(logging.INFO if explain else logging.WARNING)
+    logger = logging.getLogger("bot")
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
+def _lines(interactive: bool) -> Iterator[str]:
+    # Undecodable bytes (a Latin-1 paste into a UTF-8 terminal) become U+FFFD, not a traceback.
+    if hasattr(sys.stdin, "reconfigure"):
+        sys.stdin.reconfigure(errors="replace")
     if not interactive:
         yield from sys.stdin
         return

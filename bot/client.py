@@ -21,7 +21,8 @@ from discord import app_commands
 from bot import commands
 from bot.channel_settings import ChannelControls, ChannelSettingsStore
 from bot.decisions import DecisionQueue, channel_label, log_decision
-from bot.model_text import names_of_bot, turn_for
+from bot.discord_room import DiscordRoom
+from bot.discord_turns import names_of_bot, turn_for
 from bot.rules import Action, BotReplyGuard, facts_about, rule_for
 from bot.settings import Settings
 from bot.status import WRITE_EVERY_SECONDS, write_status
@@ -55,7 +56,7 @@ class ChimeIn(discord.Client):
         self.controls = controls
         self.worker = ModelWorker(engine)
         self.windows = WindowStore()
-        self.decisions = DecisionQueue(self.worker, self.windows, self.chattiness_for)
+        self.decisions = DecisionQueue(self.worker, self.windows, lambda room: self.chattiness_for(room.channel))
         # CHIMEIN_CHATTINESS when set, else the one the loaded adapter was tuned for.
         self.default_chattiness = settings.default_chattiness(engine.describe())
         self.tree = app_commands.CommandTree(self)
@@ -173,12 +174,8 @@ class ChimeIn(discord.Client):
                             "there until that span has passed (CHIMEIN_BOT_REPLIES, CHIMEIN_BOT_REPLY_SECONDS)",
                             self.settings.bot_replies, channel_label(channel), self.settings.bot_reply_seconds)
             log_decision(channel, "rule:loop guard", False)
-        elif ruling.action is Action.REPLY:
-            self.decisions.force_reply(message, ruling.reason)
-        elif ruling.action is Action.ASK_MODEL:
-            self.decisions.ask_model(message)
-        elif ruling.action is Action.SILENT:
-            log_decision(channel, f"rule:{ruling.reason}", False)
+        else:
+            self.decisions.route(DiscordRoom(channel), message, ruling)
 
     async def on_raw_message_edit(self, payload: discord.RawMessageUpdateEvent) -> None:
         window = self.windows.get(payload.channel_id)

@@ -19,7 +19,6 @@ from models.turns import strip_markers
 
 DISCORD_MESSAGE_CHARS = 2000
 NO_PINGS = discord.AllowedMentions.none()
-COULD_NOT_ANSWER = "Sorry, I couldn't come up with an answer to that just now."
 # Discord's answers to a reply it will not take: 160002 "Cannot reply without permission
 # to read message history", 50013 "Missing Permissions".
 REPLY_REFUSED_CODES = frozenset({160002, 50013})

@@ -31,6 +31,15 @@ def engine(loaded):
 
 
 @pytest.fixture(scope="session")
+def shipped_engine():
+    """The embedded model with the shipped adapter, loaded the way the bot and bot chat load it
+    (adapter merged; ``describe()`` carries the adapter's speak threshold). Loaded once."""
+    from models.loading import load_engine
+
+    return load_engine("embedded", "auto")
+
+
+@pytest.fixture(scope="session")
 def tokenizer(loaded):
     return loaded.tokenizer
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from bot.sending import COULD_NOT_ANSWER
+from bot.decisions import COULD_NOT_ANSWER
 from models.turns import MARKERS
 from tests.bot.harness import discord_world, running_bot, settle
 from tests.fakes.engine import ScriptedEngine
@@ -201,7 +201,13 @@ async def test_model_exception_leaves_the_bot_running(tmp_path, caplog):
             await settle(bot, fake)
 
     assert fake.posts[1].content == "Lima is the capital of Peru."
-    assert any("CUDA out of memory" in (r.exc_text or "") or r.exc_info for r in caplog.records)
+    # Each failure is logged with the engine's own exception, where the self-hoster looks for it
+    # (previously any record with any exception attached passed).
+    failures = [(r.getMessage(), r.exc_info[1]) for r in caplog.records if r.exc_info]
+    for logged_as in ("reason=model failed; staying silent", "reply generation failed"):
+        errors = [error for message, error in failures if logged_as in message]
+        assert errors, f"{logged_as!r} is logged with the exception"
+        assert all(isinstance(e, RuntimeError) and str(e) == "CUDA out of memory" for e in errors)
     assert "Traceback" not in " ".join(p.content for p in fake.posts)
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from bot.model_text import names_of_bot
+from bot.discord_turns import names_of_bot
 from bot.rules import facts_about
 from bot.window import ChannelWindow
 from models.turns import Turn
