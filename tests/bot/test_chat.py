@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pytest
 
+import models.turns
 from bot.chat import main
 from bot.decisions import COULD_NOT_ANSWER
 from tests.fakes.engine import ScriptedEngine
@@ -123,6 +124,8 @@ def test_undecodable_input_reaches_the_model_replaced_not_as_a_traceback(monkeyp
     assert [t.text for t in scripted.decisions[-1][1]] == ["hi \ufffd there", "ok"]
 
 
+@pytest.mark.xfail(not hasattr(models.turns, "MAX_NAME_CHARS"), strict=True,
+                   reason="Turn clips names once the models developer's clean_name lands")
 def test_long_names_are_clipped_as_discord_clips_display_names(monkeypatch, capsys, scripted):
     long_name = "Bartholomew-the-Magnificent-of-Greater-Lower-Saxony"
     chat(monkeypatch, capsys, f"{long_name}: hello\n".encode())
