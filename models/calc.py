@@ -55,7 +55,7 @@ _UNIT_ALIASES = [
     (r"\bsq\s*m\b", "m**2"),
     (r"(?<=\d)\s*in\b", " inch"),  # "5 in to cm": inches, not the keyword
 ]
-_UNIT_DISPLAY = {"l": "L", "mi/h": "mph", "kph_": "km/h", "kph": "km/h"}
+_UNIT_DISPLAY = {"l": "L", "cp": "cups", "fl_oz": "fl oz", "floz": "fl oz", "gal": "gallons", "mi/h": "mph", "kph_": "km/h", "kph": "km/h"}
 _TEMPERATURE_WORDS = {"f": "degF", "degf": "degF", "c": "degC", "degc": "degC", "k": "kelvin", "kelvin": "kelvin"}
 _TEMPERATURE = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*([A-Za-z]+)\s+(?:to|in)\s+([A-Za-z]+)\s*$")
 _CONVERSION = re.compile(r"^(.*\S)\s+(?:to|in|into)\s+([A-Za-z_°][\w°/*\s^]*)$")
@@ -208,7 +208,7 @@ def format_number(value: float, *, money: bool = False, significant: bool = Fals
 
     Money has two decimals unless whole; plain numbers up to two decimals (small
     ones three significant digits); measured quantities (``significant``) keep
-    about four significant digits.
+    three significant digits (at most two decimals).
     """
     if money:
         rounded = round(value, 2)
@@ -217,7 +217,7 @@ def format_number(value: float, *, money: bool = False, significant: bool = Fals
         return "0"
     size = math.floor(math.log10(abs(value)))
     if significant:
-        decimals = min(2, max(0, 3 - size))
+        decimals = min(2, max(0, 2 - size))
     else:
         decimals = 2 if size >= 0 else min(6, 2 - size)
     rounded = round(value, decimals)
@@ -248,7 +248,10 @@ def calculate(expression: str) -> str:
     currency = signs.pop() if signs else ""
     for sign in CURRENCY_SIGNS:
         expression = expression.replace(sign, "")
-    return format_result(evaluate(expression), currency)
+    value = evaluate(expression)
+    if not currency and not hasattr(value, "units") and re.search(r"\d\.\d\d(?!\d)", expression):
+        return format_number(float(value), money=True)  # "13.50 * 4": amounts in cents stay in cents
+    return format_result(value, currency)
 
 
 # -- replies ----------------------------------------------------------------------
