@@ -55,7 +55,8 @@ _UNIT_ALIASES = [
     (r"\bsq\s*m\b", "m**2"),
     (r"(?<=\d)\s*in\b", " inch"),  # "5 in to cm": inches, not the keyword
 ]
-_UNIT_DISPLAY = {"l": "L", "cp": "cups", "fl_oz": "fl oz", "floz": "fl oz", "gal": "gallons", "mi/h": "mph", "kph_": "km/h", "kph": "km/h"}
+_UNIT_DISPLAY = {"l": "L", "cp": "cups", "fl_oz": "fl oz", "floz": "fl oz", "gal": "gallons",
+                 "mi/h": "mph", "kph_": "km/h", "kph": "km/h"}
 _TEMPERATURE_WORDS = {"f": "degF", "degf": "degF", "c": "degC", "degc": "degC", "k": "kelvin", "kelvin": "kelvin"}
 _TEMPERATURE = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*([A-Za-z]+)\s+(?:to|in)\s+([A-Za-z]+)\s*$")
 _CONVERSION = re.compile(r"^(.*\S)\s+(?:to|in|into)\s+([A-Za-z_°][\w°/*\s^]*)$")
