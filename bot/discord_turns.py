@@ -1,7 +1,7 @@
 """What the model sees of a Discord message: one turn, in the names the model knows.
 
-The model knows the bot by one name, ``assistant`` (see DESIGN.md, "The bot's
-name"). So before a message enters a window, a mention of the bot
+The model knows the bot by one name, ``assistant`` (see docs/design.md,
+"The model's text"). So before a message enters a window, a mention of the bot
 (``<@id>``/``<@!id>``) becomes ``@assistant``, the bot's own names and the
 configured aliases become ``assistant``, and other mentions become the display
 names people see (``@Maya``, ``@moderators``, ``#general``). The author is

@@ -1,4 +1,4 @@
-"""The fixed rules that run before the model (the hard parts of POLICY.md).
+"""The fixed rules that run before the model (the hard parts of docs/policy.md).
 
 In order:
 

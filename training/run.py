@@ -87,7 +87,7 @@ def write_model_card(config: TrainConfig, adapter_dir: Path, stats: dict, scores
     card = f"""# Chime In adapter: {config.name}
 
 A LoRA adapter that teaches `{config.base_model}` when to speak in a group chat
-(`(silence)` or `(response) text` after every message; see POLICY.md).
+(`(silence)` or `(response) text` after every message; see docs/policy.md in the Chime In repository).
 Load it with `python -m bot chat --adapter {adapter_dir}` or `CHIMEIN_ADAPTER={adapter_dir}`.
 
 ## Data

@@ -1,4 +1,4 @@
-"""The fixed rules before the model (POLICY.md's hard parts), one case per line."""
+"""The fixed rules before the model (the hard parts of docs/policy.md), one case per line."""
 
 from __future__ import annotations
 
