@@ -9,10 +9,11 @@ the last speaker). It runs on the same core as the Discord bot: each line goes
 into the same kind of window, through the same fixed rules (bot.rules: an
 @assistant mention forces a reply, a line that @mentions someone else who
 spoke here is left to them) and the same decision queue (bot.decisions), with
-the same settings (environment and .env; the flags below override them). Each
-line is judged before the next is read. --explain prints the decision line the
-Discord bot logs for every line. With no terminal attached, lines are read
-from standard input until it ends.
+the same settings (environment and .env; the flags below override them). The
+slash commands work as lines too: /chattiness LEVEL, /quiet on|off, /forget,
+/status (for this chat only). Each line is judged before the next is read.
+--explain prints the decision line the Discord bot logs for every line. With
+no terminal attached, lines are read from standard input until it ends.
 """
 
 from __future__ import annotations
@@ -39,6 +40,9 @@ CHAT_SETTINGS = ("model", "adapter", "window_tokens", "chattiness", "bot_names")
 NAMED_LINE = re.compile(r"^\s*([^:\s][^:]{0,63}):\s*(.*)$")
 MENTION = re.compile(r"(?<![\w@])@([\w.-]+)")
 DEFAULT_SPEAKER = "you"
+# The Discord bot's slash commands, typed as lines in the terminal.
+COMMANDS = ("/chattiness", "/quiet", "/forget", "/status")
+COMMANDS_HELP = "/chattiness LEVEL, /quiet on|off, /forget, /status"
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +99,9 @@ class TerminalChat:
         self.worker = ModelWorker(engine)
         self.windows = WindowStore()
         self.window = self.windows.reset(self.room.id)
-        self.chattiness = settings.default_chattiness(engine.describe())
+        self.info = engine.describe()
+        self.chattiness = settings.default_chattiness(self.info)
+        self.quiet = False
         self.decisions = DecisionQueue(self.worker, self.windows, lambda room: self.chattiness)
         self.speakers: set[str] = set()
 
@@ -103,7 +109,7 @@ class TerminalChat:
         """What the rules need: @assistant is a mention of the bot; @Name of someone who spoke here
         is a mention of them (in Discord both are real mentions)."""
         mentioned = {name.lower() for name in MENTION.findall(turn.text)}
-        return MessageFacts(mentions_bot=BOT_NAME in mentioned,
+        return MessageFacts(mentions_bot=BOT_NAME in mentioned, quiet=self.quiet,
                             mentions_others=bool(mentioned & (self.speakers - {turn.name.lower()})))
 
     async def say(self, name: str, text: str) -> None:
@@ -115,11 +121,39 @@ class TerminalChat:
         self.decisions.route(self.room, Line(turn.turn_id, turn), rule_for(self.facts(turn)))
         await self.decisions.idle()
 
-    async def run(self, lines: Iterator[str]) -> None:
+    async def command(self, line: str) -> str:
+        """The Discord bot's slash commands, typed as a line; the answer (shown only to the typist)."""
+        command, _, value = line.strip().partition(" ")
+        value = value.strip().lower()
+        if command == "/chattiness":
+            try:
+                level = float(value)
+                chattiness_to_threshold(level)  # refuses a level outside 0..1
+            except ValueError:
+                return "usage: /chattiness LEVEL (0 = only when asked, 1 = on every message)"
+            self.chattiness = level
+            return f"Chattiness here is now {self.chattiness:.2f}."
+        if command == "/quiet" and value in ("on", "off"):
+            self.quiet = value == "on"
+            return f"Quiet mode {value}."
+        if command == "/forget":
+            self.window = self.windows.reset(self.room.id)
+            self.speakers.clear()
+            await self.worker.forget(self.room.id)
+            return "Forgotten: I no longer remember the conversation before this point."
+        if command == "/status":
+            return (f"Model: {self.info.get('model')}; adapter: {self.info.get('adapter') or 'none'}; "
+                    f"chattiness {self.chattiness:.2f}; quiet mode {'on' if self.quiet else 'off'}; "
+                    f"messages in memory: {len(self.window)}")
+        return f"commands: {COMMANDS_HELP}"
+
+    async def run(self, lines: Iterator[str], notices=None) -> None:
         name = DEFAULT_SPEAKER
         try:
             for raw in lines:
-                if raw.strip():
+                if raw.split(" ", 1)[0].strip() in COMMANDS:
+                    print(await self.command(raw), file=notices or sys.stderr, flush=True)
+                elif raw.strip():
                     name, text = parse_line(raw, name)
                     await self.say(name, text)
         finally:
@@ -164,7 +198,8 @@ def main(argv: list[str] | None = None) -> int:
     _describe(engine.describe(), chat.chattiness)
     interactive = sys.stdin.isatty()
     if interactive:
-        print("Type lines as 'Name: text'. @assistant forces a reply. Ctrl-D to quit.", file=sys.stderr)
+        print(f"Type lines as 'Name: text'. @assistant forces a reply. {COMMANDS_HELP}. Ctrl-D to quit.",
+              file=sys.stderr)
     with _decision_lines(args.explain):
         try:
             asyncio.run(chat.run(_lines(interactive)))

@@ -148,6 +148,19 @@ def test_a_failing_model_stays_silent_and_a_mention_gets_the_notice(monkeypatch,
     assert len(scripted.decisions) == 1 and len(scripted.replies) == 1
 
 
+def test_slash_commands_work_as_lines(monkeypatch, capsys, scripted):
+    """/quiet on keeps it out unless mentioned, as in Discord; /chattiness 1 then speaks on every line;
+    /forget starts the window afresh."""
+    scripted.speak_probability = 0.2
+    text = ("/quiet on\nAna: how many ounces in a pound?\nBo: @assistant you there?\n/quiet off\n"
+            "/chattiness 1\nAna: hi\n/chattiness 7\n/forget\nBo: so anyway\n/status\n")
+    code, out = chat(monkeypatch, capsys, text.encode())
+    assert said(out) == ["It's Lima."] * 3, "the mention, then both lines at chattiness 1 (7 is refused)"
+    assert [[t.text for t in window] for _, window in scripted.decisions] == [
+        ["how many ounces in a pound?", "@assistant you there?", "It's Lima.", "hi"], ["so anyway"]]
+    assert scripted.forgotten == [0]
+
+
 # -- the real model ----------------------------------------------------------------------------
 
 
