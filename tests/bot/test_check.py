@@ -208,6 +208,8 @@ def test_connected_from_the_command_line(check, tmp_path):
     write_status(tmp_path / "state", True)
     code, output = check("--connected", DISCORD_TOKEN=FAKE_TOKEN)
     assert code == 0 and output.startswith("ok      connected")
+    code, output = check("--connected")
+    assert code == 0, "the health check reads the status file, not the token"
 
 
 def write_adapter(folder: Path, hidden: int, intermediate: int, layers: int = 2, config: dict | None = None) -> Path:
