@@ -27,3 +27,15 @@ from bot.rules import Action, MessageFacts, rule_for
 def test_rule(facts, action, reason):
     ruling = rule_for(facts)
     assert (ruling.action, ruling.reason) == (action, reason)
+
+
+def test_bot_reply_guard_allows_n_per_span_then_one_silence_per_closing():
+    from bot.rules import BotReplyGuard
+
+    guard = BotReplyGuard(limit=2, span_seconds=60)
+    assert [guard.allow(1, now=t) for t in (0, 1, 2, 3)] == [True, True, False, False]
+    assert guard.first_refusal(1) and not guard.first_refusal(1), "one log line per silence"
+    assert guard.allow(2, now=3), "channels are counted apart"
+    assert guard.allow(1, now=60.5) and not guard.allow(1, now=60.7), "only the oldest answer left the span"
+    assert guard.first_refusal(1), "an answer ended the last silence, so the new one is logged again"
+    assert not BotReplyGuard(limit=0, span_seconds=60).allow(1, now=0), "0 = never answer bots"
