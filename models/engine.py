@@ -166,17 +166,21 @@ class Engine:
 
     # -- public --------------------------------------------------------------------
 
-    def decide(self, window: Sequence[Turn], key: Hashable = "default") -> float:
-        """Probability (0..1) that the assistant should speak after the window's last turn."""
+    def decide(self, window: Sequence[Turn], key: Hashable = "default",
+               notes: Sequence[str] | None = None) -> float:
+        """Probability (0..1) that the assistant should speak after the window's last turn.
+
+        ``notes``: passages from models/notes.py, rendered at the start of the window.
+        """
         session = self._session(key)
-        feed, silence_id, response_id = self._decision_tokens(window, session)
+        feed, silence_id, response_id = self._decision_tokens(window, session, notes)
         with torch.inference_mode():
             silence, response = self._branch_logits(session, feed, [silence_id, response_id])
         # Only the two branches compete; the rest of the vocabulary does not dilute them.
         return 1.0 / (1.0 + math.exp(silence - response))
 
     def reply(self, window: Sequence[Turn], key: Hashable = "default",
-              temperature: float = 0.0, seed: int = 0) -> str:
+              temperature: float = 0.0, seed: int = 0, notes: Sequence[str] | None = None) -> str:
         """The assistant's words after the window's last turn, cleaned of markers and control text.
 
         The prefill is the response marker without its trailing space: the space
@@ -184,7 +188,7 @@ class Engine:
         space token would put the model off its training distribution.
         """
         session = self._session(key)
-        prompt, _ = self._fit(window, session)
+        prompt, _ = self._fit(window, session, notes)
         ids = self._encode(prompt + RESPONSE)
         generator = torch.Generator().manual_seed(seed) if temperature > 0 else None
         generated: list[int] = []
@@ -215,9 +219,10 @@ class Engine:
     def describe(self) -> dict:
         return dict(self.info)
 
-    def rendered_tokens(self, window: Sequence[Turn], key: Hashable = "default") -> int:
+    def rendered_tokens(self, window: Sequence[Turn], key: Hashable = "default",
+                        notes: Sequence[str] | None = None) -> int:
         """How many tokens ``decide`` would feed for this window (for tests and status)."""
-        feed, _, _ = self._decision_tokens(window, self._session(key))
+        feed, _, _ = self._decision_tokens(window, self._session(key), notes)
         return len(feed)
 
     # -- window and tokens ----------------------------------------------------------
@@ -232,26 +237,28 @@ class Engine:
     def _encode(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
-    def _decision_tokens(self, window: Sequence[Turn], session: _Session):
+    def _decision_tokens(self, window: Sequence[Turn], session: _Session, notes: Sequence[str] | None = None):
         """The shared tokens before the two branches part, and each branch's first own token."""
-        prompt, silence = self._fit(window, session)
+        prompt, silence = self._fit(window, session, notes)
         response = self._encode(prompt + RESPONSE)
         split = _shared_prefix_length(silence, response)
         return silence[:split], silence[split], response[split]
 
-    def _fit(self, window: Sequence[Turn], session: _Session) -> tuple[str, list[int]]:
+    def _fit(self, window: Sequence[Turn], session: _Session,
+             notes: Sequence[str] | None = None) -> tuple[str, list[int]]:
         """The prompt of the part of the window that fits the token budget, and its tokens up to ``(silence)``.
 
         The window is trimmed in chunks: the start only moves when the budget is
         exceeded, and then far enough to leave room, so most messages extend the
         cached prefix instead of shifting it. The tokens that measure the window
-        are the decision's own, so a message costs one render and two encodes.
+        are the decision's own (notes included), so a message costs one render and
+        two encodes.
         """
         if not window or window[-1].role != "user":
             raise ValueError("the window must end with a person's message")
         start = self._start_index(window, session)
         while True:
-            prompt = self.format.prompt(window[start:], self.system)
+            prompt = self.format.prompt(window[start:], self.system, notes)
             silence = self._encode(prompt + SILENCE)
             if len(silence) <= self.window_tokens or start == len(window) - 1:
                 break

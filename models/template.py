@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from models.notes import notes_block
 from models.turns import MARKERS, Turn, to_chat_messages, user_line
 
 # Role headers that are plain text (not special tokens) in common templates:
@@ -62,16 +63,25 @@ class ChatFormat:
             messages, tokenize=False, add_generation_prompt=add_generation_prompt
         )
 
-    def messages(self, turns: Sequence[Turn], system: str | None = None) -> list[dict]:
-        """Turns -> chat messages with user text neutralised (and clipped to ``max_turn_tokens``)."""
+    def messages(self, turns: Sequence[Turn], system: str | None = None,
+                 notes: Sequence[str] | None = None) -> list[dict]:
+        """Turns -> chat messages with user text neutralised (and clipped to ``max_turn_tokens``).
+
+        Notes (passages from models/notes.py) become a system turn at the start, in
+        the form ``notes_block`` defines, neutralised like user text; first, so
+        that a conversation whose notes do not change keeps its cached prefix.
+        """
         messages = to_chat_messages(turns, user_text=self.user_content)
+        block = notes_block(self.neutralise(passage) for passage in notes or ())
+        system = "\n\n".join(part for part in (system, block) if part) or None
         if system is not None:
             messages.insert(0, {"role": "system", "content": system})
         return messages
 
-    def prompt(self, turns: Sequence[Turn], system: str | None = None) -> str:
+    def prompt(self, turns: Sequence[Turn], system: str | None = None,
+               notes: Sequence[str] | None = None) -> str:
         """The text right up to where the assistant's next turn content begins."""
-        messages = self.messages(turns, system)
+        messages = self.messages(turns, system, notes)
         if not messages or messages[-1]["role"] != "user":
             raise ValueError("a decision needs a window that ends with a person's message")
         return self.render_messages(messages, add_generation_prompt=True) + self.lead
