@@ -71,7 +71,7 @@ def gpu() -> dict:
 def compose_file_settings() -> list[str]:
     """Every ``COMPOSE_FILE=...`` the docs tell people to put in .env."""
     found = set()
-    for document in DOCUMENTS:
+    for document in [*DOCUMENTS, ENV_EXAMPLE]:
         found |= set(re.findall(r"COMPOSE_FILE=([\w.:/-]+)", document.read_text()))
     return sorted(found)
 
