@@ -32,28 +32,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from models.names import parse_names, rewrite_bot_names
-from models.turns import BOT_NAME, RESPONSE, SILENCE, SPEAK_THRESHOLD, Turn, from_records
+from models.policy import PROMPTED_BASELINE_SYSTEM
+from models.turns import BOT_NAME, SPEAK_THRESHOLD, Turn, from_records
 from training.dataset import DatasetError, load_conversations
 
 CURVE_THRESHOLDS = tuple(round(0.05 * step, 2) for step in range(1, 20))  # 0.05 .. 0.95
 DEFAULT_REPLIES = 20
 CONTEXT_MESSAGES = 6  # messages of context shown with a mistake or a reply sample
 
-# The seed's ChatGPT baseline: a general model told in its system prompt to answer
-# "(silence)" unless it has something important to say. Written from POLICY.md.
-PROMPTED_BASELINE_SYSTEM = (
-    "You are an AI assistant in a group chat with several people. "
-    "Each message from a person is written as 'Name: text'. After every message you either "
-    "stay silent or say something. Most of the time people talk to each other, not to you, "
-    f"so when you have nothing important to say, answer exactly: {SILENCE}\n"
-    f"Speak only when someone addresses you ('@{BOT_NAME}', '{BOT_NAME}' or 'bot') with a "
-    "question or a request, or when someone asks the room a factual question, or says they "
-    "forgot or don't know a fact, that you can answer and nobody has answered yet. "
-    "Stay silent for small talk, greetings, jokes, feelings, opinions, plans, questions aimed "
-    "at a specific person, thanks, and rhetorical questions.\n"
-    f"When you speak, answer exactly '{RESPONSE} ' followed by a short, factual, friendly "
-    "reply of one to three sentences in the language of the chat."
-)
 # Deliberately naive: any whole-word "assistant" or "bot" counts, "my assistant manager" too.
 ADDRESSED = re.compile(rf"(?<!\w)(?:{BOT_NAME}|bot)(?!\w)", re.IGNORECASE)
 
