@@ -51,7 +51,7 @@ def fenced(text: str) -> str:
 
 class FakeOpenAIServer:
     def __init__(self, answers: Iterable[Reply] = (), *, api_key: str | None = None,
-                 delay_seconds: float = 0.0, default: Reply | None = None):
+                 delay_seconds: float = 0.0, default: Reply | None = None, port: int = 0):
         self.answers: deque[Reply] = deque(answers)
         self.default: Reply = default if default is not None else conversation_json()
         self.api_key = api_key
@@ -63,7 +63,7 @@ class FakeOpenAIServer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
         self._thread: threading.Thread | None = None
-        self.port = 0
+        self.port = port  # 0: the OS picks a free one
 
     @property
     def base_url(self) -> str:
@@ -109,14 +109,17 @@ class FakeOpenAIServer:
                       "total_tokens": prompt_tokens + completion_tokens},
         }
 
+    def add_routes(self, app: web.Application) -> None:
+        app.router.add_post("/v1/chat/completions", self._chat_completions)
+
     async def _start(self) -> None:
         app = web.Application()
-        app.router.add_post("/v1/chat/completions", self._chat_completions)
+        self.add_routes(app)
         # A short shutdown: a client thread that connects while the server stops (a worker
         # of a run that already ended) must not hold the test up for aiohttp's default 60 s.
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)  # port 0: the OS picks a free one
+        site = web.TCPSite(self._runner, "127.0.0.1", self.port)
         await site.start()
         self.port = self._runner.addresses[0][1]
 
