@@ -34,7 +34,9 @@ from collections.abc import Hashable, Sequence
 
 import openai
 
+from models.calc import finish_reply
 from models.engine import MAX_REPLY_TOKENS, WINDOW_TOKENS, Engine, _RememberingFormat
+from models.notes import notes_block
 from models.policy import REPLY_SYSTEM
 from models.turns import BOT_NAME, RESPONSE, Turn, strip_markers, user_line
 
@@ -122,9 +124,10 @@ class ServedEngine(Engine):
                      **(info or {}), "backend": f"served {model} at {client.base_url}"}
         self._sessions = OrderedDict()
 
-    def decide(self, window: Sequence[Turn], key: Hashable = "default") -> float:
+    def decide(self, window: Sequence[Turn], key: Hashable = "default",
+               notes: Sequence[str] | None = None) -> float:
         """Probability (0..1) that the assistant should speak, from the server's log-probabilities."""
-        feed, silence_id, response_id = self._decision_tokens(window, self._session(key))
+        feed, silence_id, response_id = self._decision_tokens(window, self._session(key), notes)
         completion = self._complete(feed, "decision", max_tokens=1, logprobs=TOP_LOGPROBS)
         top = self._top_logprobs(completion)
         silence, response = top.get(silence_id), top.get(response_id)
@@ -137,9 +140,10 @@ class ServedEngine(Engine):
         # Log-probabilities differ by what the logits differ by: the same sigmoid as in-process.
         return 1.0 / (1.0 + math.exp(silence - response))
 
-    def reply(self, window: Sequence[Turn], key: Hashable = "default") -> str:
+    def reply(self, window: Sequence[Turn], key: Hashable = "default",
+              notes: Sequence[str] | None = None) -> str:
         """The assistant's words, greedy, from the response marker to the end of its turn."""
-        prompt, _ = self._fit(window, self._session(key))
+        prompt, _ = self._fit(window, self._session(key), notes)
         ids = self._encode(prompt + RESPONSE)
         completion = self._complete(ids, "reply", max_tokens=self.max_reply_tokens,
                                     stop=[self.format.end_of_turn])
@@ -147,7 +151,7 @@ class ServedEngine(Engine):
             text = completion.choices[0].text
         except (AttributeError, IndexError, TypeError) as error:
             raise ServedError(f"{self.client.base_url}: a completion without text ({error})") from error
-        return self.clean(text or "")
+        return finish_reply(self.clean(text or ""))
 
     # -- requests --------------------------------------------------------------------
 
@@ -198,14 +202,16 @@ class ChatReplies:
         self.window_chars = window_chars
         self.system = system
 
-    def messages(self, window: Sequence[Turn]) -> list[dict]:
-        """System message, then the room: people's lines as user turns, the bot's words as its own.
+    def messages(self, window: Sequence[Turn], notes: Sequence[str] | None = None) -> list[dict]:
+        """System message (with the notes, if any), then the room: people's lines as user turns,
+        the bot's words as its own.
 
         Consecutive people's lines share one user message, so user and assistant
         alternate: some chat templates (Llama-2, Mistral) refuse anything else.
         """
         turns = self._tail(window)
-        messages = [{"role": "system", "content": self.system}]
+        block = notes_block(notes or ())
+        messages = [{"role": "system", "content": self.system + ("\n\n" + block if block else "")}]
         for turn in turns:
             role = "user" if turn.role == "user" else "assistant"
             text = user_line(turn.name, turn.text) if role == "user" else strip_markers(turn.text)
@@ -215,19 +221,21 @@ class ChatReplies:
                 messages.append({"role": role, "content": text})
         return messages
 
-    def reply(self, window: Sequence[Turn], key: Hashable = "default") -> str:
+    def reply(self, window: Sequence[Turn], key: Hashable = "default",
+              notes: Sequence[str] | None = None) -> str:
         if not window or window[-1].role != "user":
             raise ValueError("the window must end with a person's message")
         completion = _call(self.client, "reply", lambda: self.client.chat.completions.create(
-            model=self.served_model, messages=self.messages(window), max_tokens=self.max_reply_tokens,
+            model=self.served_model, messages=self.messages(window, notes), max_tokens=self.max_reply_tokens,
             temperature=0.0))
         try:
             text = completion.choices[0].message.content or ""
         except (AttributeError, IndexError, TypeError) as error:
             raise ServedError(f"{self.client.base_url}: a chat completion without a message ({error})") from error
-        return clean_chat_text(text)
+        return finish_reply(clean_chat_text(text))
 
-    def decide(self, window: Sequence[Turn], key: Hashable = "default") -> float:
+    def decide(self, window: Sequence[Turn], key: Hashable = "default",
+               notes: Sequence[str] | None = None) -> float:
         raise TypeError("a general chat model gives replies only; decisions come from the finetuned model")
 
     def forget(self, key: Hashable) -> None:
@@ -263,11 +271,13 @@ class SplitEngine:
         self.decisions = decisions
         self.replies = replies
 
-    def decide(self, window: Sequence[Turn], key: Hashable = "default") -> float:
-        return self.decisions.decide(window, key=key)
+    def decide(self, window: Sequence[Turn], key: Hashable = "default",
+               notes: Sequence[str] | None = None) -> float:
+        return self.decisions.decide(window, key=key, notes=notes)
 
-    def reply(self, window: Sequence[Turn], key: Hashable = "default") -> str:
-        return self.replies.reply(window, key=key)
+    def reply(self, window: Sequence[Turn], key: Hashable = "default",
+              notes: Sequence[str] | None = None) -> str:
+        return self.replies.reply(window, key=key, notes=notes)
 
     def forget(self, key: Hashable) -> None:
         self.decisions.forget(key)

@@ -87,7 +87,10 @@ def test_a_decision_reads_text_tokens_from_a_server_that_does_not_name_ids(fresh
     fresh.token_ids = False
     window = [Turn.user("Ana", "what's the capital of peru?"), Turn.user("Bo", "no idea")]
     local = Engine(loaded.model, loaded.tokenizer, window_tokens=WINDOW_TOKENS)
-    assert served_engine(fresh, loaded.tokenizer).decide(window) == pytest.approx(local.decide(window), abs=1e-3)
+    served = served_engine(fresh, loaded.tokenizer)
+    assert served.decide(window) == pytest.approx(local.decide(window), abs=1e-3)
+    notes = ["Lima is the capital of Peru."]  # rendered the same way too
+    assert served.decide(window, notes=notes) == pytest.approx(local.decide(window, notes=notes), abs=1e-3)
 
 
 def test_greedy_served_replies_equal_in_process_replies(fresh, loaded):
@@ -120,6 +123,7 @@ def test_chat_messages_alternate_and_keep_the_bots_words():
     replies = ChatReplies(make_client("http://127.0.0.1:9/v1"), "m")
     window = [Turn.user("Ana", "a"), Turn.assistant("said (response) this"), Turn.assistant("and this"),
               Turn.user("Bo", "b"), Turn.user("Cy", "c")]
+    assert replies.messages(window, notes=["Lima is in Peru."])[0]["content"].endswith("\n- Lima is in Peru.")
     assert [(m["role"], m["content"]) for m in replies.messages(window)[1:]] == [
         ("user", "Ana: a"), ("assistant", "said  this\nand this"), ("user", "Bo: b\nCy: c")]
 
