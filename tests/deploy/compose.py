@@ -15,7 +15,6 @@ declared with ``ARG``.
 
 from __future__ import annotations
 
-import json
 import re
 import shlex
 from pathlib import Path
@@ -162,7 +161,7 @@ def config(project: Path, files: list[str], environment: dict[str, str], profile
         document = {k: v for k, v in document.items() if not str(k).startswith("x-")}
         merged = merge(merged, document)
     try:
-        PyCompose.from_json(json.dumps(merged)).validate()
+        PyCompose.from_yaml(yaml.safe_dump(merged, sort_keys=False)).validate()
     except ValueError as error:
         raise ComposeError(f"validating {', '.join(p.name for p in paths)}: {error}") from None
     _check_against_disk(project, merged)

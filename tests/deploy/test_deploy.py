@@ -418,3 +418,17 @@ def test_settings_table_matches_env_example():
 def test_compose_files_load_with_their_merge_tags():
     for path in (COMPOSE, COMPOSE_GPU):
         assert isinstance(load_file(path)["services"], dict), path
+
+
+@pytest.mark.parametrize("mistake, says", [
+    ("    restrat: unless-stopped\n", "restrat"),
+    ("    build: {context: ., target: bott}\n", "target stage 'bott' not found"),
+    ("    volumes: [modles:/data/hf]\n", "undefined volume modles"),
+    ("    logging: {driver: json-file, options: {max-size: [10m]}}\n", "max-size"),
+])
+def test_the_compose_check_is_not_vacuous(tmp_path, mistake, says):
+    (tmp_path / "Dockerfile").write_text(DOCKERFILE.read_text())
+    (tmp_path / "docker-compose.yml").write_text(
+        "name: chimein\nservices:\n  bot:\n    image: chimein:cpu\n" + mistake + "volumes:\n  models:\n")
+    with pytest.raises(ComposeError, match=says):
+        config(tmp_path, [], TOKEN)
