@@ -75,8 +75,8 @@ COPY bot/ bot/
 # are data files beside the code that a wheel would leave out.
 RUN pip install --no-deps -e .
 RUN useradd --create-home --uid 1000 --shell /usr/sbin/nologin chimein \
- && mkdir -p /data/hf /data/state /data/adapters /app/runs \
- && chown chimein:chimein /data/hf /data/state /data/adapters /app/runs
+ && mkdir -p /data/hf /data/state /data/adapters /data/notes /app/runs \
+ && chown chimein:chimein /data/hf /data/state /data/adapters /data/notes /app/runs
 USER chimein
 # SIGINT, not SIGTERM: Python as PID 1 ignores an unhandled SIGTERM, while SIGINT
 # raises KeyboardInterrupt, which discord.py turns into a clean shutdown.

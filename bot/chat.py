@@ -36,7 +36,7 @@ from models.names import rewrite_bot_names
 from models.threshold import chattiness_to_threshold, threshold_to_chattiness
 from models.turns import BOT_NAME, Turn, strip_markers
 
-CHAT_SETTINGS = ("model", "adapter", "window_tokens", "chattiness", "bot_names")
+CHAT_SETTINGS = ("model", "adapter", "window_tokens", "chattiness", "bot_names", "knowledge_dir")
 NAMED_LINE = re.compile(r"^\s*([^:\s][^:]{0,63}):\s*(.*)$")
 MENTION = re.compile(r"(?<![\w@])@([\w.-]+)")
 DEFAULT_SPEAKER = "you"
@@ -68,6 +68,7 @@ class TerminalRoom:
 
     id = 0
     name = "terminal"
+    places = ()  # the shared notes only: the terminal is no server or channel
     errors = (OSError,)  # a closed pipe: logged, and the chat goes on reading
 
     def __init__(self, out=None) -> None:
@@ -93,7 +94,7 @@ class TerminalRoom:
 class TerminalChat:
     """Lines in, the same rules and decision queue as Discord, the assistant's words out."""
 
-    def __init__(self, engine, settings: Settings, out=None) -> None:
+    def __init__(self, engine, settings: Settings, out=None, notes=None) -> None:
         self.settings = settings
         self.room = TerminalRoom(out)
         self.worker = ModelWorker(engine)
@@ -102,7 +103,7 @@ class TerminalChat:
         self.info = engine.describe()
         self.chattiness = settings.default_chattiness(self.info)
         self.quiet = False
-        self.decisions = DecisionQueue(self.worker, self.windows, lambda room: self.chattiness)
+        self.decisions = DecisionQueue(self.worker, self.windows, lambda room: self.chattiness, notes=notes)
         self.speakers: set[str] = set()
 
     def facts(self, turn: Turn) -> MessageFacts:
@@ -182,6 +183,7 @@ def main(argv: list[str] | None = None) -> int:
         if "threshold" in args:
             overrides.setdefault("chattiness", threshold_to_chattiness(args.threshold))
         settings = load_settings(**overrides)
+        notes = settings.load_notes()
     except (SettingsError, ValueError) as error:
         print(error, file=sys.stderr)
         return 2
@@ -194,8 +196,10 @@ def main(argv: list[str] | None = None) -> int:
     except ModelLoadError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    chat = TerminalChat(engine, settings)
+    chat = TerminalChat(engine, settings, notes=notes)
     _describe(engine.describe(), chat.chattiness)
+    if notes is not None:
+        print(f"notes: {notes.report().summary()}", file=sys.stderr)
     interactive = sys.stdin.isatty()
     if interactive:
         print(f"Type lines as 'Name: text'. @assistant forces a reply. {COMMANDS_HELP}. Ctrl-D to quit.",

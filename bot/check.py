@@ -1,7 +1,7 @@
 """Check the configuration and the model files without connecting to Discord.
 
     python -m bot check                 settings, token shape, model, adapter (its shapes against the
-                                        model), window, who may talk to it, state folder
+                                        model), window, who may talk to it, state folder, notes
     python -m bot check --load-model    the same, then load the model and adapter and make one decision
     python -m bot check --connected     is the running bot connected? (the Docker HEALTHCHECK)
 
@@ -327,6 +327,26 @@ def check_state_dir(state_dir: Path) -> Result:
     return Result(OK, f"{label}: writable" + ("" if Path(state_dir).exists() else " (created at start)"))
 
 
+def check_notes(knowledge_dir: Path | None) -> list[Result]:
+    """The knowledge notes: files and passages indexed, and each file that could not be read."""
+    label = f"CHIMEIN_KNOWLEDGE_DIR={knowledge_dir or ''}"
+    if knowledge_dir is None:
+        return [Result(OK, f"{label}: no notes (answers come from the model alone)")]
+    from models.notes import Notes, NotesError
+
+    try:
+        report = Notes(knowledge_dir).report()
+    except NotesError as error:
+        return [Result(PROBLEM, f"{error}; create it or point CHIMEIN_KNOWLEDGE_DIR at your notes folder")]
+    places = f"; place folders: {', '.join(report.places)}" if report.places else ""
+    results = [Result(OK if report.passages else WARNING,
+                      f"{label}: {report.files} files, {report.passages} passages indexed{places}"
+                      + ("" if report.passages else " (no .md or .txt text found: nothing to answer from)"))]
+    results += [Result(WARNING, f"{label}: could not read {path} ({reason}); it is left out")
+                for path, reason in report.unreadable]
+    return results
+
+
 # -- loading (only with --load-model) -----------------------------------------------------------
 
 
@@ -382,6 +402,7 @@ def run_checks(load_model: bool) -> list[Result]:
     model_checks = [model_result, check_adapter(settings, config_json),
                     check_window(settings.window_tokens, config_json)]
     results += model_checks + check_access(settings) + [check_state_dir(settings.state_dir)]
+    results += check_notes(settings.knowledge_dir)
     if load_model:
         if any(r.status == PROBLEM for r in model_checks):
             results.append(Result(SKIPPED, "loading: fix the model, adapter and window problems first"))

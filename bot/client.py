@@ -48,7 +48,7 @@ def chime_in_intents() -> discord.Intents:
 
 
 class ChimeIn(discord.Client):
-    def __init__(self, *, settings: Settings, engine, controls: ChannelSettingsStore) -> None:
+    def __init__(self, *, settings: Settings, engine, controls: ChannelSettingsStore, notes=None) -> None:
         # No message cache: the windows hold what the bot needs, and nothing else is kept.
         super().__init__(intents=chime_in_intents(), allowed_mentions=discord.AllowedMentions.none(),
                          max_messages=None)
@@ -56,7 +56,8 @@ class ChimeIn(discord.Client):
         self.controls = controls
         self.worker = ModelWorker(engine)
         self.windows = WindowStore()
-        self.decisions = DecisionQueue(self.worker, self.windows, lambda room: self.chattiness_for(room.channel))
+        self.decisions = DecisionQueue(self.worker, self.windows, lambda room: self.chattiness_for(room.channel),
+                                       notes=notes)
         # CHIMEIN_CHATTINESS when set, else the one the loaded adapter was tuned for.
         self.default_chattiness = settings.default_chattiness(engine.describe())
         self.tree = app_commands.CommandTree(self)

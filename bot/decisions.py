@@ -5,7 +5,9 @@ terminal chat (``bot.chat``) both record a message in the room's window, rule
 on it with ``bot.rules``, and hand the ruling to ``DecisionQueue.route``. The
 queue knows no front end: it talks to a room (``Room``: a Discord channel
 through ``bot.discord_room.DiscordRoom``, or the terminal) and to the model
-thread (``bot.worker``).
+thread (``bot.worker``). With knowledge notes (``models.notes``), each decision
+and reply gets the passages retrieval picks for the room's recent messages
+(from the shared notes and the room's ``places``), and its log line names them.
 
 Each room with work has a lane: a flag "the room changed, decide again" and
 a queue of forced replies (mentions, replies to the bot, DMs). One task per
@@ -33,7 +35,7 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -68,6 +70,8 @@ class Room(Protocol):
     async def post(self, text: str, reply_to: Message | None = None) -> list[Turn]:
         """Show ``text`` (replying to ``reply_to`` when given); the assistant turns it became."""
 
+    # Optional: ``places``, the ids whose notes subfolders apply here (server, channel).
+
 
 def channel_label(channel) -> str:
     name = getattr(channel, "name", None)
@@ -75,13 +79,16 @@ def channel_label(channel) -> str:
 
 
 def log_decision(channel, reason: str, spoke: bool, *, probability: float | None = None,
-                 threshold: float | None = None, seconds: float | None = None, note: str = "") -> None:
+                 threshold: float | None = None, seconds: float | None = None, note: str = "",
+                 passages: Sequence = ()) -> None:
     """The one line per decision a self-hoster reads to see why it spoke or not."""
     parts = [f"decision channel={channel_label(channel)} reason={reason} spoke={'yes' if spoke else 'no'}"]
     if probability is not None:
         parts.append(f"p={probability:.3f} threshold={threshold:.2f}")
     if seconds is not None:
         parts.append(f"latency={seconds:.3f}s")
+    if passages:
+        parts.append("notes=" + ",".join(passage.label for passage in passages))
     if note:
         parts.append(f"({note})")
     log.info(" ".join(parts))
@@ -101,10 +108,11 @@ class _Lane:
 
 class DecisionQueue:
     def __init__(self, worker: ModelWorker, windows: WindowStore,
-                 chattiness_for: Callable[[Room], float]) -> None:
+                 chattiness_for: Callable[[Room], float], notes=None) -> None:
         self.worker = worker
         self.windows = windows
         self.chattiness_for = chattiness_for
+        self.notes = notes  # models.notes.Notes, or None
         self._lanes: dict[int, _Lane] = {}
 
     def route(self, room: Room, message: Message, ruling: Ruling) -> None:
@@ -180,10 +188,11 @@ class DecisionQueue:
                 log_decision(room, f"forced:{reason}", False, note="the message was deleted")
                 return
             lane.done_upto = max(lane.done_upto, message.id)
-            text, seconds = await self._generate(room, turns)
+            passages = await self._notes_for(room, turns)
+            text, seconds = await self._generate(room, turns, passages)
         spoke = await self._post(room, text or COULD_NOT_ANSWER, reply_to=message)
         log_decision(room, f"forced:{reason}", spoke, seconds=seconds,
-                     note="" if text else "no answer; said so")
+                     note="" if text else "no answer; said so", passages=passages)
 
     async def _decide(self, lane: _Lane) -> None:
         room = lane.room
@@ -195,24 +204,40 @@ class DecisionQueue:
                 return
             lane.done_upto = turns[-1].turn_id
             threshold = chattiness_to_threshold(self.chattiness_for(room))
+            passages = await self._notes_for(room, turns)
             try:
-                probability, seconds = await self.worker.decide(turns, room.id)
+                probability, seconds = await self.worker.decide(turns, room.id, [p.text for p in passages])
             except Exception:
                 log.exception("decision channel=%s reason=model failed; staying silent", channel_label(room))
                 return
             speak = should_speak(probability, threshold)
             text = ""
             if speak:
-                text, _ = await self._generate(room, turns)
+                text, _ = await self._generate(room, turns, passages)
         spoke = bool(text) and await self._post(room, text)
         log_decision(room, "model", spoke, probability=probability, threshold=threshold, seconds=seconds,
-                     note="empty reply" if speak and not text else "")
+                     note="empty reply" if speak and not text else "", passages=passages)
 
-    async def _generate(self, room: Room, turns: list[Turn]) -> tuple[str, float | None]:
+    async def _notes_for(self, room: Room, turns: list[Turn]) -> list:
+        """The passages to show the model for the room's recent messages ([] without notes).
+
+        On the model thread: a changed notes file is re-indexed there, never on the event loop.
+        """
+        if self.notes is None:
+            return []
+        texts = [turn.text for turn in turns if turn.role == "user"]
+        try:
+            passages, _ = await self.worker.run(self.notes.for_window, texts, room.id, getattr(room, "places", ()))
+        except Exception:
+            log.exception("notes retrieval failed in %s; going on without notes", channel_label(room))
+            return []
+        return passages
+
+    async def _generate(self, room: Room, turns: list[Turn], passages: Sequence = ()) -> tuple[str, float | None]:
         """The reply text ('' when the model failed or said nothing) and the seconds it took."""
         try:
             async with room.typing():
-                return await self.worker.reply(turns, room.id)
+                return await self.worker.reply(turns, room.id, [p.text for p in passages])
         except room.errors as error:
             log.warning("typing in %s failed: %s", channel_label(room), error)
             return "", None

@@ -30,6 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = load_settings(require_token=True)
         controls = ChannelSettingsStore(settings.state_dir)
+        notes = settings.load_notes()
     except (SettingsError, ChannelSettingsError) as error:
         print(error, file=sys.stderr)
         return 2
@@ -52,7 +53,9 @@ def main(argv: list[str] | None = None) -> int:
         log.error("cannot load the model: %s", error)
         return 1
 
-    client = ChimeIn(settings=settings, engine=engine, controls=controls)
+    if notes is not None:
+        log.info("notes: %s", notes.report().summary())
+    client = ChimeIn(settings=settings, engine=engine, controls=controls, notes=notes)
     try:
         client.run(settings.discord_token.get_secret_value(), log_handler=None)
     except discord.LoginFailure:

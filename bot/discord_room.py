@@ -26,6 +26,13 @@ class DiscordRoom:
         return self.channel.id
 
     @property
+    def places(self) -> tuple[int, ...]:
+        """Whose notes subfolders apply here: the server, the channel, a thread's parent channel."""
+        guild = getattr(self.channel, "guild", None)
+        ids = (getattr(guild, "id", None), self.channel.id, getattr(self.channel, "parent_id", None))
+        return tuple(i for i in ids if i is not None)
+
+    @property
     def name(self) -> str | None:
         return getattr(self.channel, "name", None)  # a DM channel has none
 

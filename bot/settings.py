@@ -88,6 +88,9 @@ class Settings(BaseSettings):
     bot_names: Annotated[tuple[str, ...], NoDecode] = Field(
         (), description="Comma-separated extra names people call the bot; its Discord names are "
                         "always included. Rewritten to 'assistant' for the model.")
+    knowledge_dir: Path | None = Field(
+        None, description="Folder of Markdown/text notes it answers from (docs/notes.md); a subfolder "
+                          "named by a server or channel id holds notes for that place only. Empty = no notes.")
     state_dir: Path = Field(
         Path("state"), description="Folder for the per-channel settings file (channels.json).")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
@@ -128,7 +131,7 @@ class Settings(BaseSettings):
     def _names(cls, value):
         return parse_names(value)
 
-    @field_validator("chattiness", mode="before")
+    @field_validator("chattiness", "knowledge_dir", mode="before")
     @classmethod
     def _empty_is_unset(cls, value):
         return None if isinstance(value, str) and not value.strip() else value
@@ -144,6 +147,17 @@ class Settings(BaseSettings):
         if self.adapter.lower() in ("", "none"):
             return None
         return "auto" if self.adapter == "auto" else Path(self.adapter)
+
+    def load_notes(self):
+        """The notes of CHIMEIN_KNOWLEDGE_DIR (``models.notes.Notes``, indexed now), or None when unset."""
+        if self.knowledge_dir is None:
+            return None
+        from models.notes import Notes, NotesError
+
+        try:
+            return Notes(self.knowledge_dir)
+        except NotesError as error:
+            raise SettingsError(f"Chime In cannot start; fix its configuration:\n  {error}") from None
 
     def default_chattiness(self, engine_info: Mapping) -> float:
         """The chattiness set here, else the one the loaded adapter was tuned for.

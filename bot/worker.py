@@ -44,13 +44,13 @@ class ModelWorker:
         result = await loop.run_in_executor(self._executor, lambda: call(*args, **kwargs))
         return result, time.perf_counter() - started
 
-    async def decide(self, window, key) -> tuple[float, float]:
-        probability, seconds = await self.run(self.engine.decide, window, key=key)
+    async def decide(self, window, key, notes=None) -> tuple[float, float]:
+        probability, seconds = await self.run(self.engine.decide, window, key=key, **_with_notes(notes))
         self.decision_seconds.append(seconds)
         return probability, seconds
 
-    async def reply(self, window, key) -> tuple[str, float]:
-        return await self.run(self.engine.reply, window, key=key)
+    async def reply(self, window, key, notes=None) -> tuple[str, float]:
+        return await self.run(self.engine.reply, window, key=key, **_with_notes(notes))
 
     async def forget(self, key) -> None:
         async with self._lock:
@@ -65,3 +65,8 @@ class ModelWorker:
     def close(self) -> None:
         # A generation in progress finishes on its own; nothing new starts.
         self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _with_notes(notes) -> dict:
+    """The engine's ``notes`` argument (passage texts), only when there are some."""
+    return {"notes": list(notes)} if notes else {}

@@ -69,12 +69,18 @@ class Passage:
     """One searchable piece of a note: its text, the file it came from, and the place it belongs to.
 
     ``place`` is "" for the shared notes at the top of the folder, else the name of the
-    subfolder (a server or channel id).
+    subfolder (a server or channel id). ``number`` counts the file's passages from 1.
     """
 
     text: str
     source: str
     place: str = ""
+    number: int = 1
+
+    @property
+    def label(self) -> str:
+        """How the decision log names it: ``club.md#2``."""
+        return f"{self.source}#{self.number}"
 
 
 def split_passages(text: str, max_tokens: int = MAX_PASSAGE_TOKENS,
@@ -187,8 +193,8 @@ class Notes:
         self._report = NotesReport(str(self.folder))
         self._retriever = None
         self._stemmer = None
-        self._texts: set[str] = set()
-        self._choices: dict[Hashable, list[str]] = {}
+        self._current: set[Passage] = set()
+        self._choices: dict[Hashable, list[Passage]] = {}
         self.refresh()
 
     @classmethod
@@ -239,16 +245,20 @@ class Notes:
         return [self.passages[i] for i in best if scores[i] > 0]
 
     def for_window(self, texts: Sequence[str], key: Hashable, places: Sequence[Hashable] = (),
-                   k: int = MAX_NOTES) -> list[str]:
+                   k: int = MAX_NOTES) -> list[Passage]:
         """The passages to show the model for a conversation whose newest people's messages are ``texts``.
 
-        Sticky, so the cached prefix survives: the conversation keeps the passages it
-        was shown while the best match for the newest messages is still among them
-        (or nothing matches); the choice changes only when a passage not shown
-        becomes the best match. ``key`` names the conversation (a channel id).
+        The newest message is searched alone (it is what a decision is about); only
+        when it matches nothing and nothing is shown yet do the last ``QUERY_TURNS``
+        messages together pick. Sticky, so the cached prefix survives: the
+        conversation keeps the passages it was shown while the best match is still
+        among them or nothing matches; the choice changes only when a passage not
+        shown becomes the best match. ``key`` names the conversation (a channel id).
         """
-        found = [p.text for p in self.search(" ".join(texts[-QUERY_TURNS:]), places, k)]
-        shown = [text for text in self._choices.get(key, []) if text in self._texts]
+        shown = [p for p in self._choices.get(key, []) if p in self._current]
+        found = self.search(texts[-1], places, k) if texts else []
+        if not found and not shown:
+            found = self.search(" ".join(texts[-QUERY_TURNS:]), places, k)
         if found and found[0] not in shown:
             shown = found
         self._choices.pop(key, None)
@@ -284,10 +294,10 @@ class Notes:
                 unreadable.append((str(relative), error.strerror or str(error)))
                 continue
             read += 1
-            for piece in split_passages(text, self.max_passage_tokens, self.count_tokens):
-                passages.append(Passage(piece, str(relative), place))
+            pieces = split_passages(text, self.max_passage_tokens, self.count_tokens)
+            passages.extend(Passage(piece, relative.as_posix(), place, n) for n, piece in enumerate(pieces, 1))
         self.passages = passages
-        self._texts = {p.text for p in passages}
+        self._current = set(passages)
         places = sorted({p.place for p in passages} - {""})
         self._report = NotesReport(str(self.folder), read, len(passages), places, unreadable)
         self._retriever = None

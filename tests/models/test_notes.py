@@ -110,13 +110,13 @@ def test_a_missing_folder_is_a_clear_error(tmp_path):
 def test_the_chosen_notes_stay_while_the_best_match_is_still_shown(folder):
     notes = Notes(folder)
     first = notes.for_window(["anyone know when the next meetup is?"], key=1)
-    assert "Blue Door Café" in first[0]
+    assert "Blue Door Café" in first[0].text and first[0].label == "club.md#1"
     # Chit-chat matching nothing, or matching a passage already shown, keeps the choice.
     assert notes.for_window(["anyone know when the next meetup is?", "lol ok"], key=1) == first
     assert notes.for_window(["what time does the kitchen close"], key=1) == first
     # A question another passage answers best changes it.
     changed = notes.for_window(["what's the studio wifi password"], key=1)
-    assert "glaze&fire2024" in changed[0]
+    assert "glaze&fire2024" in changed[0].text
 
 
 def test_notes_reach_the_model_as_one_system_turn_at_the_start(engine):
