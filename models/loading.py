@@ -169,8 +169,12 @@ def load_tokenizer(source: str):
 
 
 def load_model(model: str = DEFAULT_MODEL, adapter: str | Path | None = "auto",
-               quantize_on_gpu: bool = True, dtype: str = "auto") -> LoadedModel:
-    """Load base model, tokenizer and adapter, or raise ``ModelLoadError`` saying what is wrong."""
+               quantize_on_gpu: bool = True, dtype: str = "auto", quantization_config=None) -> LoadedModel:
+    """Load base model, tokenizer and adapter, or raise ``ModelLoadError`` saying what is wrong.
+
+    ``quantization_config``: a ready ``BitsAndBytesConfig`` that replaces the
+    built-in 4-bit one (training passes TRL's ``get_quantization_config``).
+    """
     from transformers import AutoModelForCausalLM
 
     source = resolve_model(model)
@@ -186,7 +190,9 @@ def load_model(model: str = DEFAULT_MODEL, adapter: str | Path | None = "auto",
     kwargs: dict = {"dtype": torch_dtype}
     if device == "cuda":
         kwargs["device_map"] = {"": 0}
-        if quantize_on_gpu:
+        if quantization_config is not None:
+            kwargs["quantization_config"] = quantization_config
+        elif quantize_on_gpu:
             from transformers import BitsAndBytesConfig
 
             kwargs["quantization_config"] = BitsAndBytesConfig(

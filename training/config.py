@@ -1,71 +1,74 @@
-"""Training configuration: one dataclass, every field with a help string, overridable by YAML.
+"""Training configuration: TRL's own dataclasses plus a few Chime In settings, overridable by YAML.
 
-    python -m training.run --config training/configs/openchat-3.5.yaml
+    python -m training.run --config smoke                 # a name from training/configs
+    python -m training.run --config my.yaml --learning_rate 1e-4
+    python -m training.run --help                         # every field with its help
 
-A YAML file sets any subset of the fields below; an unknown key is an error
-(a typo must not silently fall back to a default).
+Three dataclasses are parsed together by ``trl.TrlParser``: ``ChimeInArguments``
+(below: data files, adapter folder, evaluation), ``trl.SFTConfig`` (the trainer:
+``learning_rate``, ``num_train_epochs``, ``output_dir`` = checkpoints, ...) and
+``trl.ModelConfig`` (base model, LoRA, 4-bit). A YAML file sets the defaults of
+any of their fields; the command line overrides the file. An unknown key in a
+file is an error (a typo must not silently fall back to a default).
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+import logging
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
-import yaml
+log = logging.getLogger(__name__)
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
-DEFAULT_CONFIG = CONFIG_DIR / "cpu-default.yaml"
-
-
-def _f(default, help: str):
-    return field(default=default, metadata={"help": help})
+DEFAULT_CONFIG = "cpu-default"
+TRAIN_FILES = ["data/train.jsonl", "data/train-voices.jsonl", "data/train-notes.jsonl",
+               "data/train-answers.jsonl"]
+DEV_FILES = ["data/dev.jsonl", "data/dev-voices.jsonl", "data/dev-notes.jsonl"]
 
 
 @dataclass
-class TrainConfig:
-    name: str = _f("cpu-default", "name of the run, used for the work folder and the model card")
-    base_model: str = _f("embedded", "base model: 'embedded' (SmolLM2-135M), a hub id or a local folder")
-    requires_gpu: bool = _f(False, "stop at once when no CUDA GPU is present (7B configs)")
-    quantize_4bit: bool = _f(True, "on CUDA, load the base in 4-bit nf4 (QLoRA); ignored on CPU")
-    train_data: str = _f("data/train.jsonl", "training conversations (JSONL, see data/README.md)")
-    dev_data: str = _f("data/dev.jsonl", "held-out conversations scored after training")
-    adapter_dir: str = _f("models/adapter", "where the finished adapter, tokenizer and model card go")
-    work_dir: str = _f("runs/cpu-default", "checkpoints and logs; a rerun resumes from the last checkpoint")
-    lora_r: int = _f(64, "LoRA rank")
-    lora_alpha: int = _f(16, "LoRA alpha (scaling = alpha / r)")
-    lora_dropout: float = _f(0.1, "dropout on the LoRA input")
-    learning_rate: float = _f(2e-4, "peak learning rate")
-    lr_scheduler: str = _f("constant", "transformers scheduler name; 'constant' ignores warmup")
-    warmup_ratio: float = _f(0.0, "share of steps to warm up (only with a *_with_warmup or decaying scheduler)")
-    batch_size: int = _f(4, "conversations per device step")
-    grad_accum: int = _f(2, "steps accumulated per optimizer update")
-    epochs: float = _f(1.0, "passes over the training data")
-    max_steps: int = _f(-1, "stop after this many optimizer updates (-1: use epochs)")
-    max_length: int = _f(1024, "token budget of one training example (matches the bot's window)")
-    max_grad_norm: float = _f(0.3, "gradient clipping")
-    gradient_checkpointing: bool = _f(True, "recompute activations in backward to save memory")
-    logging_steps: int = _f(5, "log loss every N updates")
-    save_steps: int = _f(25, "checkpoint every N updates (for resuming)")
-    seed: int = _f(42, "random seed")
-    eval_replies: int = _f(20, "speak points whose generated reply is compared with the reference")
-    notes: str = _f("", "free text for the model card: what was tried and why these settings")
+class ChimeInArguments:
+    """What TRL's dataclasses do not cover: the data, where the adapter goes, the evaluation."""
 
-    @classmethod
-    def from_yaml(cls, path: str | Path) -> TrainConfig:
-        path = Path(path)
-        if not path.exists():
-            raise FileNotFoundError(f"config file {path} not found (configs: {', '.join(available())})")
-        values = yaml.safe_load(path.read_text()) or {}
-        if not isinstance(values, dict):
-            raise ValueError(f"{path}: expected a mapping of settings")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"{path}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-        return cls(**values)
+    train_data: list[str] = field(default_factory=lambda: list(TRAIN_FILES), metadata={
+        "help": "training conversations, JSONL files (data/README.md). Of the default list, files that "
+                "do not exist yet are skipped with a warning; a file named here must exist."})
+    dev_data: list[str] = field(default_factory=lambda: list(DEV_FILES), metadata={
+        "help": "held-out conversations scored after training (the threshold is read off them); "
+                "missing default files are skipped like train_data's"})
+    adapter_dir: str = field(default="models/adapter", metadata={
+        "help": "where the finished adapter, tokenizer, threshold, model card and dev report go "
+                "(output_dir holds the checkpoints)"})
+    requires_gpu: bool = field(default=False, metadata={
+        "help": "stop at once when no CUDA GPU is present (7B configs)"})
+    restart: bool = field(default=False, metadata={
+        "help": "ignore existing checkpoints in output_dir and start over"})
+    decision_weight: float = field(default=1.0, metadata={
+        "help": "loss weight of the decision marker tokens ((silence)/(response)) relative to reply "
+                "tokens; weights are renormalised to mean 1 per example"})
+    augment_share: float = field(default=0.0, metadata={
+        "help": "share of training conversations replaced by a label-preserving rewrite "
+                "(names, casing, punctuation, typos; see training/augment.py), 0 to 1"})
+    eval_points: int = field(default=0, metadata={
+        "help": "score at most this many dev decision points, evenly spaced (0: all)"})
+    eval_baselines: bool = field(default=True, metadata={
+        "help": "also score the rule and prompted-base baselines on dev"})
+    eval_replies: int = field(default=20, metadata={
+        "help": "speak points whose generated reply is compared with the reference"})
+    run_notes: str = field(default="", metadata={
+        "help": "free text for the model card: what was tried and why these settings"})
 
-    def to_dict(self) -> dict:
-        return asdict(self)
+
+class RunConfig(NamedTuple):
+    script: ChimeInArguments
+    training: object  # trl.SFTConfig
+    model: object  # trl.ModelConfig
+
+    @property
+    def name(self) -> str:
+        return self.training.run_name or "run"
 
 
 def available() -> list[str]:
@@ -75,6 +78,66 @@ def available() -> list[str]:
 def resolve_config(value: str | None) -> Path:
     """A config path, or a bare name from training/configs (``smoke``)."""
     if value is None:
-        return DEFAULT_CONFIG
+        value = DEFAULT_CONFIG
     path = Path(value)
-    return path if path.suffix in (".yaml", ".yml") or path.exists() else CONFIG_DIR / f"{value}.yaml"
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        found = path
+    else:
+        found = CONFIG_DIR / f"{value}.yaml"
+    if not found.exists():
+        raise FileNotFoundError(f"config file {found} not found (configs: {', '.join(available())})")
+    return found
+
+
+def make_parser():
+    from trl import ModelConfig, SFTConfig, TrlParser
+
+    return TrlParser((ChimeInArguments, SFTConfig, ModelConfig), prog="python -m training.run",
+                     description="Check data, prepare, train a LoRA adapter, read its threshold off dev, "
+                                 "evaluate and save. --config NAME|FILE.yaml sets the defaults "
+                                 f"(default {DEFAULT_CONFIG}; configs: {', '.join(available())}).")
+
+
+def parse_config(argv: list[str] | None = None, parser=None) -> RunConfig:
+    """Parse ``--config NAME|FILE`` (default cpu-default) plus command-line overrides."""
+    import sys
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    if "--config" in args:
+        index = args.index("--config")
+        if index + 1 >= len(args):
+            raise ValueError("--config needs a name or a YAML file")
+        args[index + 1] = str(resolve_config(args[index + 1]))
+    elif not {"-h", "--help"} & set(args):
+        args = ["--config", str(resolve_config(None)), *args]
+    parser = parser or make_parser()
+    import torch
+
+    # Without a GPU, train on the CPU (bf16 autocast where it has AVX512-BF16) unless
+    # the file says otherwise; SFTConfig refuses bf16 with neither.
+    parser.set_defaults(use_cpu=not torch.cuda.is_available())
+    script, training, model = parser.parse_args_and_config(args)
+    given = {a.split("=")[0].lstrip("-").replace("-", "_") for a in args if a.startswith("--")}
+    script.train_data = existing_files(script.train_data, TRAIN_FILES, "train_data" in given)
+    script.dev_data = existing_files(script.dev_data, DEV_FILES, "dev_data" in given)
+    if model.lora_target_modules in (["all-linear"], None):
+        model.lora_target_modules = "all-linear"  # PEFT's keyword, not a module name
+    return RunConfig(script, training, model)
+
+
+def existing_files(files: list[str], defaults: list[str], named: bool) -> list[str]:
+    """The files that exist. A missing default file is skipped with a warning (another
+    developer's data may not be there yet); a missing file named on purpose is an error."""
+    if isinstance(files, str):
+        files = [files]
+    kept = []
+    for file in files:
+        if Path(file).exists():
+            kept.append(file)
+        elif file in defaults and not named:
+            log.warning("skipping %s: it does not exist (yet)", file)
+        else:
+            raise FileNotFoundError(f"data file {file} does not exist")
+    if not kept:
+        raise FileNotFoundError(f"none of the data files exist: {', '.join(files)}")
+    return kept

@@ -1,9 +1,13 @@
 """Load and check conversations in the data format, and describe a data set.
 
-The format (DESIGN.md, "Data format"): JSON Lines, one conversation per line, each a
-JSON array of ``{"role": "user", "name": ..., "content": ...}`` and
-``{"role": "assistant", "content": ...}`` messages. An assistant message right after a
-user message means "speak here"; no assistant message means "stay silent".
+The format (data/README.md): JSON Lines, one conversation per line, each a JSON array
+of ``{"role": "user", "name": ..., "content": ...}`` and ``{"role": "assistant",
+"content": ...}`` messages, or an object ``{"notes": [passage, ...], "conversation":
+[messages]}`` when retrieval showed notes. An assistant message right after a user
+message means "speak here"; no assistant message means "stay silent". A user message
+may carry ``"kind"`` (``KINDS``). ``load_conversations`` turns every line into
+``(notes, messages)``; everything that reads data goes through it, and whatever it
+accepts, training and evaluation can use.
 
 Check files and print their statistics::
 
@@ -18,10 +22,25 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 from models.turns import RESPONSE, SILENCE
 
 ROLES = ("user", "assistant")
+# The kinds of moment a user message may be labelled with (data/README.md), for the
+# evaluation's per-category error rates.
+SPEAK_KINDS = ("addressed", "open_gap", "followup")
+SILENT_KINDS = ("chatter", "named_person", "people_only", "answered", "thanks", "rhetorical",
+                "third_person", "other_sense", "other_bot")
+KINDS = SPEAK_KINDS + SILENT_KINDS
+MAX_NAME_CHARS = 32  # Discord's limit for a display name
+
+
+class Conversation(NamedTuple):
+    """One line of a data file: the notes retrieval showed (often none) and the messages."""
+
+    notes: list[str]
+    messages: list[dict]
 
 
 class DatasetError(ValueError):
@@ -37,12 +56,23 @@ class DatasetError(ValueError):
         self.reason = reason
 
 
-def _is_text(value: object) -> bool:
-    return isinstance(value, str) and value.strip() != ""
+def _check_text(value: object, what: str) -> str:
+    """A string a tokenizer can take: no lone surrogate, no NUL, not blank."""
+    if not isinstance(value, str):
+        raise ValueError(f"{what} must be a string, got {type(value).__name__}")
+    if not value.strip():
+        raise ValueError(f"{what} is empty")
+    if "\x00" in value:
+        raise ValueError(f"{what} contains a NUL character")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise ValueError(f"{what} contains a lone surrogate ({value[error.start]!r})") from None
+    return value
 
 
 def validate_conversation(conversation: object) -> None:
-    """Raise ValueError with the reason if ``conversation`` breaks the data format.
+    """Raise ValueError with the reason if ``conversation`` (a message array) breaks the data format.
 
     Unknown extra keys on a message are allowed and ignored. Messages are numbered
     from 1 in the reasons, so "message 3" is the third element of the array.
@@ -63,11 +93,9 @@ def validate_conversation(conversation: object) -> None:
             raise ValueError(f"{where}: the conversation starts with an assistant message")
         if role == "assistant" and previous_role == "assistant":
             raise ValueError(f"{where}: two assistant messages in a row")
-        if role == "user" and not _is_text(message.get("name")):
-            raise ValueError(f"{where}: user message without a name")
-        content = message.get("content")
-        if not _is_text(content):
-            raise ValueError(f"{where}: empty content")
+        if role == "user":
+            _check_user(message, where)
+        content = _check_text(message.get("content"), f"{where}: content")
         # The markers are added when the text is rendered for the model; data that
         # already carries one would train "(response) (response) ..." or a silent reply.
         if role == "assistant" and content.lstrip().startswith((RESPONSE, SILENCE)):
@@ -79,10 +107,55 @@ def validate_conversation(conversation: object) -> None:
         previous_role = role
 
 
-def load_conversations(path: str | Path) -> list[list[dict]]:
+def _check_user(message: dict, where: str) -> None:
+    name = message.get("name")
+    if name is None or (isinstance(name, str) and not name.strip()):
+        raise ValueError(f"{where}: user message without a name")
+    _check_text(name, f"{where}: name")
+    if len(name) > MAX_NAME_CHARS:
+        raise ValueError(f"{where}: name longer than {MAX_NAME_CHARS} characters (Discord's limit)")
+    kind = message.get("kind")
+    if kind is not None and kind not in KINDS:
+        raise ValueError(f"{where}: unknown kind {kind!r} (one of {', '.join(KINDS)})")
+
+
+def parse_record(record: object) -> Conversation:
+    """A decoded line -> (notes, messages): a plain message array, or
+    ``{"notes": [str, ...], "conversation": [messages]}``. Raises ValueError with the reason."""
+    notes: list[str] = []
+    if isinstance(record, dict):
+        if "conversation" not in record:
+            raise ValueError('expected a JSON array of messages or {"notes": [...], "conversation": [...]}, '
+                             'got an object without "conversation"')
+        unknown = sorted(set(record) - {"notes", "conversation"})
+        if unknown:
+            raise ValueError(f"unknown key(s) {', '.join(map(repr, unknown))} beside notes and conversation")
+        notes = record.get("notes", [])
+        if not isinstance(notes, list):
+            raise ValueError(f"notes must be an array of strings, got {type(notes).__name__}")
+        for number, note in enumerate(notes, 1):
+            _check_text(note, f"note {number}")
+        record = record["conversation"]
+    validate_conversation(record)
+    return Conversation(list(notes), record)
+
+
+def parse_line(text: str) -> Conversation:
+    """One JSONL line -> (notes, messages); ValueError with the reason when it cannot be used."""
+    try:
+        record = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"not JSON ({error.msg})") from None
+    except RecursionError:
+        raise ValueError("nested too deeply to be a conversation") from None
+    return parse_record(record)
+
+
+def load_conversations(path: str | Path) -> list[Conversation]:
     """Read a JSONL file of conversations; raise DatasetError at the first bad line.
 
-    Blank lines are skipped (they still count for line numbers).
+    Blank lines are skipped (they still count for line numbers); a file with no
+    conversation at all is an error, since training and evaluation cannot use it.
     """
     path = Path(path)
     try:
@@ -98,18 +171,20 @@ def load_conversations(path: str | Path) -> list[list[dict]]:
         if not text.strip():
             continue
         try:
-            conversation = json.loads(text)
-        except json.JSONDecodeError as error:
-            raise DatasetError(path, line_number, f"not JSON ({error.msg})") from None
-        try:
-            validate_conversation(conversation)
+            conversations.append(parse_line(text))
         except ValueError as error:
             raise DatasetError(path, line_number, str(error)) from None
-        conversations.append(conversation)
+    if not conversations:
+        raise DatasetError(path, None, "no conversations (the file is empty or blank)")
     return conversations
 
 
-def dataset_stats(conversations: Sequence[Sequence[dict]]) -> dict:
+def load_files(paths: Sequence[str | Path]) -> list[Conversation]:
+    """All conversations of several files, in order."""
+    return [conversation for path in paths for conversation in load_conversations(path)]
+
+
+def dataset_stats(conversations: Sequence[Conversation]) -> dict:
     """Counts that say whether a data set looks like the policy: mostly silence.
 
     ``speak_rate`` is speak turns per user turn (each assistant message answers the
@@ -117,9 +192,9 @@ def dataset_stats(conversations: Sequence[Sequence[dict]]) -> dict:
     """
     user_turns = speak_turns = silent_conversations = 0
     participants = []
-    for conversation in conversations:
-        users = [m for m in conversation if m["role"] == "user"]
-        speaks = len(conversation) - len(users)
+    for _, messages in conversations:
+        users = [m for m in messages if m["role"] == "user"]
+        speaks = len(messages) - len(users)
         user_turns += len(users)
         speak_turns += speaks
         silent_conversations += speaks == 0

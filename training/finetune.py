@@ -1,31 +1,34 @@
-"""The QLoRA finetune: TRL's SFTTrainer with a PEFT LoRA adapter on pre-built labels.
+"""The LoRA finetune: TRL's SFTTrainer on pre-built labels, with decision tokens weighted.
 
-The base loads in 4-bit nf4 on CUDA (QLoRA) and in full precision on a CPU;
-compute is bf16 where the hardware has it, otherwise fp32, never fp16 (the seed's
-Llama-2 loss collapsed to 0.0 in fp16). The dataset arrives tokenized with its
-own ``labels`` (see ``training.prepare``), which TRL uses as they are.
+The base loads through ``models.loading`` (the one loader), in 4-bit nf4 on CUDA
+when the config asks for it (TRL's ``get_quantization_config``) and in full
+precision on a CPU; compute is bf16 where the hardware has it, otherwise fp32,
+never fp16 (the seed's Llama-2 loss collapsed to 0.0 in fp16). The dataset
+arrives tokenized with its own ``labels`` and ``loss_weights`` (``training.prepare``).
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from pathlib import Path
 
-from training.config import TrainConfig
+from training.config import RunConfig
 
 log = logging.getLogger(__name__)
+IGNORE = -100
 
 
 class NoGpuError(RuntimeError):
     """A GPU config on a machine without a CUDA GPU."""
 
 
-def check_hardware(config: TrainConfig) -> None:
+def check_hardware(config: RunConfig) -> None:
     import torch
 
-    if config.requires_gpu and not torch.cuda.is_available():
+    if config.script.requires_gpu and not torch.cuda.is_available():
         raise NoGpuError(
-            f"config {config.name!r} trains a {config.base_model} base and needs a CUDA GPU, "
+            f"config {config.name!r} trains a {config.model.model_name_or_path} base and needs a CUDA GPU, "
             "but none is available here. Use the CPU default (python -m training.run) or run "
             "this config on a GPU host (docker compose run train ...)."
         )
@@ -41,75 +44,101 @@ def use_bf16() -> bool:
     return cpu_has_native_bf16()
 
 
-def load_base_for_training(config: TrainConfig):
-    """Base model and tokenizer (pad distinct from EOS), 4-bit on CUDA when asked."""
-    import torch
-    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+def load_base_for_training(config: RunConfig):
+    """Base model and tokenizer (pad distinct from EOS, right padding), 4-bit on CUDA when asked."""
+    from trl import get_quantization_config
 
-    from models.loading import ModelLoadError, load_tokenizer, resolve_model
+    from models.loading import load_model, pick_device_and_dtype
 
-    source = resolve_model(config.base_model)
-    tokenizer = load_tokenizer(source)
-    tokenizer.padding_side = "right"
+    model_args = config.model
+    dtype = model_args.dtype if model_args.dtype in ("bfloat16", "float32") else "auto"
+    device, torch_dtype = pick_device_and_dtype(dtype)
+    quantization = None
+    if device == "cuda":
+        quantization = get_quantization_config(replace(model_args, dtype=torch_dtype))
+    elif model_args.load_in_4bit or model_args.load_in_8bit:
+        log.warning("no CUDA GPU: loading the base unquantized")
     # On CUDA the frozen base is bf16 (or 4-bit); on a CPU it stays fp32 under bf16
     # autocast: measured here, bf16 weights made a CPU training step slower, not faster.
-    kwargs: dict = {"dtype": torch.bfloat16 if use_bf16() and torch.cuda.is_available() else torch.float32}
-    if torch.cuda.is_available():
-        kwargs["device_map"] = {"": 0}
-        if config.quantize_4bit:
-            kwargs["quantization_config"] = BitsAndBytesConfig(
-                load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                bnb_4bit_compute_dtype=torch.bfloat16 if use_bf16() else torch.float32,
-            )
-    try:
-        model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
-    except (OSError, ValueError) as error:
-        raise ModelLoadError(f"cannot load base model {config.base_model!r}: {error}") from error
-    if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
-        model.resize_token_embeddings(len(tokenizer))
-    return model, tokenizer
+    loaded = load_model(model_args.model_name_or_path, adapter=None, quantize_on_gpu=False,
+                        dtype=str(torch_dtype).removeprefix("torch."), quantization_config=quantization)
+    loaded.tokenizer.padding_side = "right"
+    return loaded.model, loaded.tokenizer
 
 
-def build_trainer(config: TrainConfig, model, tokenizer, examples: list[dict]):
+class PadCollator:
+    """Right-pads a batch: ids with the pad token, labels with -100, loss weights with 0."""
+
+    def __init__(self, pad_token_id: int):
+        self.pad_token_id = pad_token_id
+
+    def __call__(self, examples: list[dict]) -> dict:
+        import torch
+
+        width = max(len(e["input_ids"]) for e in examples)
+
+        def column(key, fill, dtype):
+            return torch.tensor([e[key] + [fill] * (width - len(e[key])) for e in examples], dtype=dtype)
+
+        return {
+            "input_ids": column("input_ids", self.pad_token_id, torch.long),
+            "attention_mask": torch.tensor([[1] * len(e["input_ids"]) + [0] * (width - len(e["input_ids"]))
+                                            for e in examples], dtype=torch.long),
+            "labels": column("labels", IGNORE, torch.long),
+            "loss_weights": column("loss_weights", 0.0, torch.float),
+        }
+
+
+def weighted_loss(model, inputs: dict, num_items_in_batch=None):
+    """Weighted next-token cross-entropy, with the LM head run on labelled positions only.
+
+    TRL's own loss runs the LM head on every position on a CPU (its compact path is
+    Triton-only); here the few labelled positions are picked from the hidden states
+    first, which also saves the full vocabulary projection of the people's turns.
+    The sum is divided by the labelled-token count, as TRL's is, and the weights
+    have mean 1 per example, so the loss stays on the familiar scale.
+    """
     import torch
-    from datasets import Dataset
-    from peft import LoraConfig
-    from trl import SFTConfig, SFTTrainer
+    import torch.nn.functional as F
 
-    bf16 = use_bf16()
-    args = SFTConfig(
-        output_dir=str(Path(config.work_dir) / "checkpoints"),
-        per_device_train_batch_size=config.batch_size,
-        gradient_accumulation_steps=config.grad_accum,
-        learning_rate=config.learning_rate,
-        lr_scheduler_type=config.lr_scheduler,
-        warmup_steps=config.warmup_ratio,  # a float < 1 is a ratio in transformers 5
-        num_train_epochs=config.epochs,
-        max_steps=config.max_steps,
-        max_grad_norm=config.max_grad_norm,
-        max_length=config.max_length,
-        packing=False,
-        bf16=bf16,
-        fp16=False,
-        use_cpu=not torch.cuda.is_available(),
-        activation_checkpointing=config.gradient_checkpointing,
-        logging_steps=config.logging_steps,
-        logging_first_step=True,
-        save_steps=config.save_steps,
-        save_total_limit=2,
-        seed=config.seed,
-        report_to="none",
-        optim="paged_adamw_32bit" if torch.cuda.is_available() else "adamw_torch",
-        dataloader_num_workers=0,
-        # Batches of similar length waste less compute on padding (a third here).
-        train_sampling_strategy="group_by_length",
-        disable_tqdm=False,
-    )
-    peft_config = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
-                             target_modules="all-linear", task_type="CAUSAL_LM")
-    trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(examples),
-                         processing_class=tokenizer, peft_config=peft_config)
-    if not bf16:
+    causal_lm = model.get_base_model() if hasattr(model, "get_base_model") else model
+    hidden = causal_lm.base_model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"],
+                                  use_cache=False).last_hidden_state[:, :-1]
+    labels, weights = inputs["labels"][:, 1:], inputs["loss_weights"][:, 1:]
+    mask = labels != IGNORE
+    logits = causal_lm.get_output_embeddings()(hidden[mask]).float()
+    per_token = F.cross_entropy(logits, labels[mask], reduction="none")
+    count = mask.sum() if num_items_in_batch is None else num_items_in_batch
+    return (per_token * weights[mask].to(per_token.dtype)).sum() / torch.as_tensor(count).clamp(min=1)
+
+
+def trainer_class():
+    from trl import SFTTrainer
+
+    class WeightedSFTTrainer(SFTTrainer):
+        """SFTTrainer whose loss weighs each labelled token by the example's ``loss_weights``."""
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            loss = weighted_loss(model, inputs, num_items_in_batch)
+            return (loss, None) if return_outputs else loss
+
+    return WeightedSFTTrainer
+
+
+def build_trainer(config: RunConfig, model, tokenizer, examples: list[dict]):
+    from datasets import Dataset
+    from trl import get_peft_config
+
+    args = config.training
+    if args.bf16 and not use_bf16():
+        log.info("no bf16 hardware here: training in fp32")
+        args.bf16 = False
+    args.remove_unused_columns = False  # keep loss_weights for compute_loss
+    args.packing = False
+    trainer = trainer_class()(model=model, args=args, train_dataset=Dataset.from_list(examples),
+                              processing_class=tokenizer, peft_config=get_peft_config(config.model),
+                              data_collator=PadCollator(tokenizer.pad_token_id))
+    if not args.bf16:
         # TRL casts trainable LoRA weights of a quantized model to bf16 even with
         # bf16=False; on hardware without bf16 train them in fp32 instead.
         for parameter in trainer.model.parameters():
@@ -118,8 +147,8 @@ def build_trainer(config: TrainConfig, model, tokenizer, examples: list[dict]):
     return trainer
 
 
-def last_checkpoint(config: TrainConfig) -> str | None:
+def last_checkpoint(config: RunConfig) -> str | None:
     from transformers.trainer_utils import get_last_checkpoint
 
-    folder = Path(config.work_dir) / "checkpoints"
+    folder = Path(config.training.output_dir)
     return get_last_checkpoint(str(folder)) if folder.is_dir() else None

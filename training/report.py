@@ -11,12 +11,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from models.threshold import should_speak
+from training.points import context_lines
+
 METRIC_KEYS = (
     "speak_precision", "speak_recall", "speak_f1", "balanced_accuracy",
     "false_interruption_rate", "missed_intervention_rate", "decisions",
 )
 METRIC_LABELS = ("precision", "recall", "F1", "bal. acc.", "false int.", "missed", "decisions")
 WORST_MISTAKES = 10
+WORST_PER_KIND = 3
 CONFUSION_PNG = "confusion_matrix.png"
 CURVE_PNG = "threshold_curve.png"
 
@@ -111,10 +115,11 @@ def _one_line(text: str | None) -> str:
     return " ".join((text or "").split()) or "(empty)"
 
 
-def scores_table(result: dict) -> list[str]:
+def scores_table(result: dict, model_label: str = "**model**") -> list[str]:
+    """The Markdown score table of the model and its baselines (the report's and the model card's)."""
     header = "| | " + " | ".join(METRIC_LABELS) + " |"
     rule = "|---" * (len(METRIC_LABELS) + 1) + "|"
-    rows = [("**model**", result), *((f"{name}", row) for name, row in result["baselines"].items())]
+    rows = [(model_label, result), *((f"{name}", row) for name, row in result["baselines"].items())]
     return [header, rule, *("| " + name + " | " + " | ".join(_cell(row, k) for k in METRIC_KEYS) + " |"
                             for name, row in rows)]
 
@@ -129,10 +134,8 @@ def curve_table(result: dict) -> list[str]:
     return lines
 
 
-def mistakes_section(title: str, explanation: str, points: Sequence) -> list[str]:
-    from training.evaluate import context_lines
-
-    lines = [f"## {title}", "", explanation, ""]
+def mistakes_section(title: str, explanation: str, points: Sequence, level: str = "##") -> list[str]:
+    lines = [f"{level} {title}", "", explanation, ""]
     if not points:
         return [*lines, "None.", ""]
     for point in points:
@@ -141,6 +144,30 @@ def mistakes_section(title: str, explanation: str, points: Sequence) -> list[str
         if point.reference is not None:
             lines.append(f"Reference answer: {_one_line(point.reference)}")
         lines.append("")
+    return lines
+
+
+def kinds_section(result: dict, points: Sequence) -> list[str]:
+    """Error rate per labelled kind of moment, with the worst examples of each."""
+    lines = ["## Errors by kind of moment", ""]
+    kinds = result.get("kinds") or {}
+    if not kinds:
+        return [*lines, "No decision point in this data carries a `kind` label.", ""]
+    lines += ["Labelled decision points by kind (data/README.md), worst first. An error is speaking "
+              "at a silent point or staying silent at a speak point.", "",
+              "| kind | points | speak points | errors | error rate |", "|---|---|---|---|---|"]
+    lines += [f"| {kind} | {row['points']} | {row['speak_points']} | {row['errors']} | {row['error_rate']:.1%} |"
+              for kind, row in kinds.items()]
+    lines.append("")
+    threshold = result["threshold"]
+    for kind, row in kinds.items():
+        wrong = [p for p in points if p.kind == kind and should_speak(p.p, threshold) != p.should_speak]
+        if not wrong:
+            continue
+        # Most confidently wrong first: the highest p at silent points, the lowest at speak points.
+        wrong.sort(key=lambda p: p.p if p.should_speak else -p.p)
+        lines += mistakes_section(f"Worst errors: {kind}", f"{row['errors']} of {row['points']} wrong.",
+                                  wrong[:WORST_PER_KIND], level="###")
     return lines
 
 
@@ -162,9 +189,9 @@ def replies_section(result: dict) -> list[str]:
 
 def render_markdown(result: dict, points: Sequence) -> str:
     threshold = result["threshold"]
-    false_interruptions = sorted((p for p in points if not p.should_speak and p.p >= threshold),
+    false_interruptions = sorted((p for p in points if not p.should_speak and should_speak(p.p, threshold)),
                                  key=lambda p: -p.p)[:WORST_MISTAKES]
-    misses = sorted((p for p in points if p.should_speak and p.p < threshold),
+    misses = sorted((p for p in points if p.should_speak and not should_speak(p.p, threshold)),
                     key=lambda p: p.p)[:WORST_MISTAKES]
     model = result["model"]
     lines = [
@@ -185,6 +212,7 @@ def render_markdown(result: dict, points: Sequence) -> str:
                           false_interruptions),
         *mistakes_section("Worst misses",
                           "Speak points where the model was most sure it should stay silent.", misses),
+        *kinds_section(result, points),
         *replies_section(result),
     ]
     return "\n".join(lines)

@@ -33,7 +33,7 @@ from packaging.utils import canonicalize_name
 
 from bot.settings import env_names
 from tests.deploy.compose import ComposeError, config, documented_commands, load_file, parse_command
-from training.config import TrainConfig, available, resolve_config
+from training.config import available, parse_config
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE = REPO / "docker-compose.yml"
@@ -211,14 +211,14 @@ def test_train_writes_its_adapter_and_checkpoints_where_they_persist(cpu):
     assert train["profiles"] == ["train"]
     entrypoint = train["entrypoint"]
     assert entrypoint[:3] == ["python", "-m", "training.run"]
-    output_dir = entrypoint[entrypoint.index("--output-dir") + 1]
+    output_dir = entrypoint[entrypoint.index("--adapter_dir") + 1]
     adapters = service_volumes(train)["adapters"]
     assert is_under(output_dir, adapters) and service_volumes(bot)["adapters"] == adapters
     assert f"CHIMEIN_ADAPTER={output_dir}" in SETUP_DOC.read_text()
     # Checkpoints: every config's work_dir is relative to the image's WORKDIR and on the runs volume.
     workdir = instructions("train", "WORKDIR")[-1]
     for name in available():
-        work_dir = str(PurePosixPath(workdir) / TrainConfig.from_yaml(resolve_config(name)).work_dir)
+        work_dir = str(PurePosixPath(workdir) / parse_config(["--config", name]).training.output_dir)
         assert is_under(work_dir, service_volumes(train)["runs"]), name
 
 

@@ -8,10 +8,12 @@ from pathlib import Path
 import pytest
 
 from training.dataset import (
+    Conversation,
     DatasetError,
     dataset_stats,
     load_conversations,
     main,
+    parse_line,
     validate_conversation,
 )
 
@@ -27,7 +29,7 @@ BAD_CASES = {
     "two_assistant_turns.jsonl": (3, "message 3: two assistant messages in a row"),
     "missing_name.jsonl": (3, "message 2: user message without a name"),
     "empty_name.jsonl": (3, "message 2: user message without a name"),
-    "empty_content.jsonl": (3, "message 2: empty content"),
+    "empty_content.jsonl": (3, "message 2: content is empty"),
     "unknown_role.jsonl": (3, "message 1: unknown role 'system'"),
     "response_marker.jsonl": (3, "starts with the marker '(response)'"),
     "silence_marker.jsonl": (3, "starts with the marker '(silence)'"),
@@ -64,7 +66,7 @@ def test_blank_lines_are_skipped_and_extra_keys_ignored(tmp_path):
     conversation = [{"role": "user", "name": "Ana", "content": "hi", "timestamp": 1},
                     {"role": "assistant", "content": "Hello!", "note": "extra"}]
     path.write_text("\n\n" + json.dumps(conversation) + "\n   \n" + json.dumps(conversation))
-    assert load_conversations(path) == [conversation, conversation]
+    assert load_conversations(path) == [([], conversation), ([], conversation)]
 
 
 def test_unreadable_file_names_the_file(tmp_path):
@@ -114,6 +116,7 @@ def test_stats_on_a_hand_made_file(tmp_path):
     path.write_text("\n".join(json.dumps(c) for c in conversations) + "\n")
 
     stats = dataset_stats(load_conversations(path))
+    assert stats == dataset_stats([Conversation([], c) for c in conversations])
 
     assert stats == {
         "conversations": 3,
@@ -146,3 +149,67 @@ def test_command_line_prints_stats_per_file_and_total(tmp_path, capsys):
     assert out[1].startswith(f"{second}: 1 conversations, 2 user turns, 0 speak turns")
     assert out[2].startswith("total: 2 conversations, 4 user turns, 1 speak turns (speak rate 25")
     assert "1 conversations where it never speaks" in out[2]
+
+
+# -- everything training cannot use is rejected with file, line and the real reason ---------
+
+OK = '{"role": "user", "name": "Ana", "content": "hi"}'
+
+REJECTED_LINES = {
+    "lone surrogate": ('[{"role": "user", "name": "Ana", "content": "hi \\ud800 there"}]',
+                       "message 1: content contains a lone surrogate"),
+    "NUL": ('[{"role": "user", "name": "Ana", "content": "a\\u0000b"}]', "message 1: content contains a NUL"),
+    "surrogate in a name": ('[{"role": "user", "name": "\\udfff", "content": "hi"}]',
+                            "message 1: name contains a lone surrogate"),
+    "number content": ('[{"role": "user", "name": "Ana", "content": 5}]',
+                       "message 1: content must be a string, got int"),
+    "list content": ('[{"role": "user", "name": "Ana", "content": ["hi"]}]',
+                     "message 1: content must be a string, got list"),
+    "number name": ('[{"role": "user", "name": 7, "content": "hi"}]', "message 1: name must be a string, got int"),
+    "huge name": ('[{"role": "user", "name": "' + "x" * 100 + '", "content": "hi"}]',
+                  "name longer than 32 characters"),
+    "deep nesting": ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
+    "unknown kind": ('[{"role": "user", "name": "Ana", "content": "hi", "kind": "smalltalk"}]',
+                     "message 1: unknown kind 'smalltalk'"),
+    "notes not a list": ('{"notes": "Dune", "conversation": [' + OK + ']}', "notes must be an array of strings"),
+    "a note not a string": ('{"notes": ["ok", 3], "conversation": [' + OK + ']}', "note 2 must be a string"),
+    "an empty note": ('{"notes": [" "], "conversation": [' + OK + ']}', "note 1 is empty"),
+    "object without conversation": ('{"notes": ["x"]}', 'expected a JSON array of messages or'),
+    "unknown object key": ('{"notes": [], "conversation": [' + OK + '], "extra": 1}', "unknown key(s) 'extra'"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(REJECTED_LINES))
+def test_unusable_lines_are_rejected_with_the_reason(case, tmp_path):
+    line, reason = REJECTED_LINES[case]
+    path = tmp_path / "data.jsonl"
+    path.write_text("[" + OK + "]\n" + line + "\n", encoding="utf-8")
+    with pytest.raises(DatasetError) as caught:
+        load_conversations(path)
+    assert str(caught.value).startswith(f"{path}:2: "), str(caught.value)[:200]
+    assert reason in str(caught.value)
+
+
+@pytest.mark.parametrize("text", ["", "\n\n   \n"])
+def test_empty_and_blank_files_are_rejected(text, tmp_path, capsys):
+    path = tmp_path / "empty.jsonl"
+    path.write_text(text)
+    with pytest.raises(DatasetError, match=f"^{path}: no conversations"):
+        load_conversations(path)
+    assert main([str(path)]) == 1 and "no conversations" in capsys.readouterr().err
+
+
+def test_notes_objects_and_kinds_are_read_into_notes_and_messages():
+    messages = [{"role": "user", "name": "Cy", "content": "who wrote dune?", "kind": "open_gap"},
+                {"role": "assistant", "content": "Frank Herbert."}]
+    assert parse_line(json.dumps({"notes": ["Dune (1965) by Frank Herbert."], "conversation": messages})) == \
+        Conversation(["Dune (1965) by Frank Herbert."], messages)
+    notes, read = parse_line(json.dumps(messages))
+    assert notes == [] and read == messages
+    assert parse_line(json.dumps({"conversation": messages})).notes == []
+
+
+def test_shipped_data_files_pass_the_check():
+    for path in sorted((Path(__file__).parents[2] / "data").glob("*.jsonl")):
+        if path.name != "answers.jsonl":  # the answers set has its own format (issue 11)
+            assert load_conversations(path), path

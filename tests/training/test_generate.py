@@ -48,7 +48,7 @@ def test_writes_count_valid_conversations_with_openai_requests(tmp_path):
         result = run(server, out, 5, concurrency=2, seed=7)
 
     assert (result.existing, result.written, result.failed) == (0, 5, 0)
-    assert load_conversations(out) == [json.loads(conversation_json())] * 5
+    assert [c.messages for c in load_conversations(out)] == [json.loads(conversation_json())] * 5
     assert len(server.requests) == 5
     for request in server.requests:
         assert request["path"] == "/v1/chat/completions"
@@ -67,7 +67,7 @@ def test_garbage_answer_is_retried_then_succeeds(tmp_path):
     assert (result.written, result.failed) == (1, 0)
     assert len(server.requests) == 2
     assert server.prompts()[0] == server.prompts()[1]  # the same request, asked again
-    assert load_conversations(out)[0][0]["name"] == "Lee"
+    assert load_conversations(out)[0].messages[0]["name"] == "Lee"
 
 
 def test_invalid_answers_are_skipped_after_max_retries(tmp_path, capsys):
@@ -104,7 +104,7 @@ def test_resume_only_generates_the_remainder(tmp_path, capsys):
     assert len(server.requests) == 3
     conversations = load_conversations(out)
     assert len(conversations) == 5
-    assert [c[0]["name"] for c in conversations[:2]] == ["Old", "Old"]
+    assert [c.messages[0]["name"] for c in conversations[:2]] == ["Old", "Old"]
     assert f"{out}:3: removed an unfinished line" in capsys.readouterr().err
 
     with FakeOpenAIServer(api_key=KEY) as server:

@@ -66,3 +66,61 @@ def test_long_conversations_are_split_so_every_assistant_turn_is_trained_once(to
     trained = "".join(trained_text(tokenizer, e) for e in examples)
     assert trained.count("(response)") == 8
     assert trained.count("(silence)") == 32
+
+
+def test_decision_marker_tokens_carry_the_decision_weight(tokenizer):
+    fmt = ChatFormat(tokenizer)
+    [plain] = encode_conversation(fmt, CONVERSATION, max_length=1024)
+    [weighted] = encode_conversation(fmt, CONVERSATION, max_length=1024, decision_weight=4.0)
+    assert plain["loss_weights"] == [1.0 if label != IGNORE else 0.0 for label in plain["labels"]]
+    weights = weighted["loss_weights"]
+    labelled = [i for i, label in enumerate(weighted["labels"]) if label != IGNORE]
+    assert sum(weights[i] for i in labelled) == pytest.approx(len(labelled))  # mean 1: the loss scale stays
+    assert all(w == 0.0 for i, w in enumerate(weights) if i not in labelled)
+    heavy = {i for i in labelled if weights[i] > 1.0}
+    marker_text = tokenizer.decode([weighted["input_ids"][i] for i in sorted(heavy)])
+    # Exactly the four markers weigh more: not the reply words, not the end of turn.
+    assert marker_text.replace(" ", "") == "(response)(silence)(response)(silence)"
+    light = [weights[i] for i in labelled if i not in heavy]
+    assert max(weights) == pytest.approx(4 * light[0])
+
+
+def test_the_weighted_loss_gives_decision_tokens_their_weight():
+    """A custom compute_loss must weigh exactly as the weights say: scaling one token's weight
+    scales its share of the loss, and unlabelled positions never count."""
+    import torch
+
+    from training.finetune import weighted_loss
+
+    torch.manual_seed(0)
+    vocab, width = 11, 8
+
+    class Tiny(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embed = torch.nn.Embedding(vocab, width)
+            self.head = torch.nn.Linear(width, vocab, bias=False)
+
+        @property
+        def base_model(self):
+            embed = self.embed
+
+            class Backbone:
+                def __call__(self, input_ids, attention_mask, use_cache):
+                    return type("Out", (), {"last_hidden_state": embed(input_ids)})()
+
+            return Backbone()
+
+        def get_output_embeddings(self):
+            return self.head
+
+    model = Tiny()
+    ids = torch.tensor([[1, 2, 3, 4, 5]])
+    labels = torch.tensor([[IGNORE, IGNORE, 3, 4, 5]])
+    logits = model.head(model.embed(ids))[0, :-1]
+    per_token = torch.nn.functional.cross_entropy(logits, ids[0, 1:], reduction="none")[1:]
+    for weights in ([0, 0, 1, 1, 1], [0, 0, 3, 1, 1], [9, 9, 1, 0, 2]):
+        inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": labels,
+                  "loss_weights": torch.tensor([weights], dtype=torch.float)}
+        expected = (per_token * torch.tensor(weights[2:], dtype=torch.float)).sum() / 3
+        assert weighted_loss(model, inputs).item() == pytest.approx(expected.item(), rel=1e-5)

@@ -1,79 +1,80 @@
-"""The smoke run of the whole pipeline on the real embedded model (a few steps)."""
+"""The pipeline itself (``training.run.run``) on the real embedded model, plus its configuration."""
 
 import json
+import os
 
 import pytest
 import torch
 
-from training.config import TrainConfig, resolve_config
+from training.config import available, parse_config
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory):
-    """Train the smoke config on a few conversations; keep the trainer to inspect weights."""
-    from models.template import ChatFormat
+    """``run()`` on the smoke config with four short conversations; returns (config, scores)."""
     from training.dataset import load_conversations
-    from training.finetune import build_trainer, load_base_for_training
-    from training.prepare import encode_dataset
+    from training.run import run
 
     work = tmp_path_factory.mktemp("smoke")
-    config = TrainConfig.from_yaml(resolve_config("smoke"))
-    config.work_dir, config.adapter_dir = str(work), str(work / "adapter")
-    config.max_steps = 6
-    model, tokenizer = load_base_for_training(config)
-    fmt = ChatFormat(tokenizer, max_turn_tokens=config.max_length // 4)
     # The same four short conversations every step: the loss must fall on data it sees again.
-    conversations = [c for c in load_conversations(config.train_data) if len(c) < 12][:4]
-    examples = encode_dataset(fmt, conversations, config.max_length)
-    trainer = build_trainer(config, model, tokenizer, examples)
-    before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
-    result = trainer.train()
-    trainer.save_model(config.adapter_dir)
-    tokenizer.save_pretrained(config.adapter_dir)
-    return config, trainer, before, result
+    short = [c for c in load_conversations("data/train.jsonl") if len(c.messages) < 12][:4]
+    train = work / "train.jsonl"
+    train.write_text("".join(json.dumps(messages) + "\n" for _, messages in short))
+    config = parse_config(["--config", "smoke", "--output_dir", str(work / "checkpoints"),
+                           "--adapter_dir", str(work / "adapter"), "--train_data", str(train),
+                           "--max_steps", "6", "--augment_share", "0", "--eval_points", "12"])
+    return config, run(config)
 
 
 def test_loss_goes_down(smoke):
-    _, trainer, _, _ = smoke
-    losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+    _, scores = smoke
+    losses = scores["train_losses"]
     assert len(losses) >= 4
     assert losses[-1] < losses[0]
 
 
-def test_lora_weights_change_and_base_weights_do_not(smoke):
-    _, trainer, before, _ = smoke
-    changed_lora = changed_base = 0
-    for name, parameter in trainer.model.named_parameters():
-        differs = not torch.equal(before[name], parameter.detach())
-        if "lora_" in name:
-            changed_lora += differs
-        else:
-            changed_base += differs
-    assert changed_lora > 0
-    assert changed_base == 0
+def test_only_lora_weights_are_saved_and_they_were_trained(smoke):
+    from safetensors.torch import load_file
+
+    config, _ = smoke
+    tensors = load_file(f"{config.script.adapter_dir}/adapter_model.safetensors")
+    assert tensors and all("lora_" in name for name in tensors)  # no base weight was trained or saved
+    # PEFT starts every lora_B at zero: a nonzero one was changed by training.
+    assert any(torch.count_nonzero(t) for name, t in tensors.items() if "lora_B" in name)
+
+
+def test_threshold_read_off_dev_is_stored_and_read_back(smoke):
+    from models.threshold import adapter_threshold
+
+    config, scores = smoke
+    assert scores["threshold_source"] == "read off this data"
+    assert adapter_threshold(config.script.adapter_dir) == scores["threshold"]
+    assert 0 < scores["decisions"] <= 24  # a small dev sample, not the whole file
+    card = open(f"{config.script.adapter_dir}/README.md").read()
+    assert f"speaks when p >= {scores['threshold']:.2f}" in card and "| this adapter |" in card
 
 
 def test_saved_adapter_loads_in_the_engine(smoke):
     from models.loading import load_engine
     from models.turns import Turn
 
-    config, _, _, _ = smoke
-    engine = load_engine("embedded", config.adapter_dir)
-    assert engine.describe()["adapter"] == config.adapter_dir
+    config, _ = smoke
+    engine = load_engine("embedded", config.script.adapter_dir)
+    assert engine.describe()["adapter"] == config.script.adapter_dir
     probability = engine.decide([Turn.user("Ana", "@assistant what is 2+2?")])
     assert 0.0 <= probability <= 1.0
-    saved = json.loads(open(f"{config.adapter_dir}/adapter_config.json").read())
-    assert saved["r"] == config.lora_r
+    saved = json.loads(open(f"{config.script.adapter_dir}/adapter_config.json").read())
+    assert saved["r"] == config.model.lora_r
 
 
 def test_a_gpu_config_without_a_gpu_stops_at_once():
     from training.finetune import NoGpuError, check_hardware
 
-    config = TrainConfig.from_yaml(resolve_config("openchat-3.5"))
     if torch.cuda.is_available():
         pytest.skip("a GPU is present")
+    config = parse_config(["--config", "openchat-3.5"])
     with pytest.raises(NoGpuError, match="needs a CUDA GPU"):
         check_hardware(config)
 
@@ -81,12 +82,34 @@ def test_a_gpu_config_without_a_gpu_stops_at_once():
 def test_unknown_config_keys_are_rejected(tmp_path):
     path = tmp_path / "bad.yaml"
     path.write_text("lora_rank: 8\n")
-    with pytest.raises(ValueError, match="unknown setting"):
-        TrainConfig.from_yaml(path)
+    with pytest.raises(ValueError, match="lora_rank"):
+        parse_config(["--config", str(path)])
 
 
 def test_every_shipped_config_parses():
-    from training.config import available
-
     for name in available():
-        assert TrainConfig.from_yaml(resolve_config(name)).name == name
+        assert parse_config(["--config", name]).name == name
+
+
+def test_missing_default_data_files_are_skipped_but_named_ones_must_exist(tmp_path, monkeypatch):
+    config = parse_config(["--config", "cpu-default"])
+    assert "data/train.jsonl" in config.script.train_data
+    assert all(os.path.exists(f) for f in config.script.train_data)
+    with pytest.raises(FileNotFoundError, match="nope.jsonl"):
+        parse_config(["--config", "smoke", "--train_data", "data/train.jsonl", str(tmp_path / "nope.jsonl")])
+
+
+def test_help_lists_every_training_field(capsys):
+    import dataclasses
+
+    from trl import ModelConfig, SFTConfig
+
+    from training.config import ChimeInArguments
+
+    with pytest.raises(SystemExit):
+        parse_config(["--help"])
+    text = capsys.readouterr().out
+    for cls in (ChimeInArguments, SFTConfig, ModelConfig):
+        for field in dataclasses.fields(cls):
+            if field.init:
+                assert f"--{field.name}" in text, field.name
