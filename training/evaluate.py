@@ -62,7 +62,7 @@ def is_addressed(text: str) -> bool:
 
 
 def reply_sample(engine, point: Point) -> dict:
-    reply = engine.reply(point.window, key=point.conversation)
+    reply = engine.reply(point.window, key=point.conversation, notes=point.notes)
     return {"conversation": point.conversation + 1, "message": point.message + 1,
             "context": context_lines(point), "reference": point.reference, "reply": reply,
             "overlap_f1": overlap_f1(point.reference or "", reply)}
@@ -86,7 +86,7 @@ def run_decisions(engine, points: Sequence[Point], description: str,
             if index and points[index - 1].conversation != point.conversation:
                 engine.forget(points[index - 1].conversation)
             started = time.perf_counter()
-            probabilities.append(engine.decide(point.window, key=point.conversation))
+            probabilities.append(engine.decide(point.window, key=point.conversation, notes=point.notes))
             seconds += time.perf_counter() - started
             if index in reply_at:
                 samples.append(reply_sample(engine, point))

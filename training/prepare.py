@@ -27,8 +27,8 @@ from training.dataset import Conversation
 IGNORE = -100
 
 
-def training_messages(fmt: ChatFormat, turns: Sequence[Turn]) -> list[dict]:
-    messages = fmt.messages(turns)
+def training_messages(fmt: ChatFormat, turns: Sequence[Turn], notes: Sequence[str] = ()) -> list[dict]:
+    messages = fmt.messages(turns, notes=notes)
     if messages and messages[-1]["role"] == "user":
         messages.append({"role": "assistant", "content": SILENCE})
     return messages
@@ -58,20 +58,21 @@ def _marker_length(text: str, start: int) -> int:
 
 
 def encode_conversation(fmt: ChatFormat, conversation: list[dict], max_length: int,
-                        decision_weight: float = 1.0) -> list[dict]:
+                        decision_weight: float = 1.0, notes: Sequence[str] = ()) -> list[dict]:
     """One conversation -> one or more examples of at most ``max_length`` tokens.
 
     A conversation too long for one example is cut at user turns into
-    consecutive pieces, so every assistant turn is still trained once.
+    consecutive pieces, so every assistant turn is still trained once. The notes
+    open every piece, as they open the bot's window (models/notes.py ``notes_block``).
     """
     turns = from_records(conversation)
     examples, start = [], 0
     while start < len(turns):
         end = len(turns)
-        example = encode_messages(fmt, training_messages(fmt, turns[start:end]), decision_weight)
+        example = encode_messages(fmt, training_messages(fmt, turns[start:end], notes), decision_weight)
         while len(example["input_ids"]) > max_length and end - start > 1:
             end = _previous_user_turn(turns, start, end)
-            example = encode_messages(fmt, training_messages(fmt, turns[start:end]), decision_weight)
+            example = encode_messages(fmt, training_messages(fmt, turns[start:end], notes), decision_weight)
         if len(example["input_ids"]) > max_length:
             raise ValueError(f"a single turn does not fit max_length={max_length}")
         examples.append(example)
@@ -89,14 +90,10 @@ def _previous_user_turn(turns: Sequence[Turn], start: int, end: int) -> int:
 
 def encode_dataset(fmt: ChatFormat, conversations: Sequence[Conversation], max_length: int,
                    decision_weight: float = 1.0) -> list[dict]:
-    """Every conversation of ``training.dataset.load_files`` -> examples, tokenized once.
-
-    The notes of a conversation are parsed and passed on, but not rendered yet
-    (the notes block comes with models/notes.py).
-    """
+    """Every conversation of ``training.dataset.load_files`` -> examples, tokenized once."""
     examples = []
-    for _notes, messages in conversations:
-        examples.extend(encode_conversation(fmt, messages, max_length, decision_weight))
+    for notes, messages in conversations:
+        examples.extend(encode_conversation(fmt, messages, max_length, decision_weight, notes))
     return examples
 
 

@@ -124,3 +124,14 @@ def test_the_weighted_loss_gives_decision_tokens_their_weight():
                   "loss_weights": torch.tensor([weights], dtype=torch.float)}
         expected = (per_token * torch.tensor(weights[2:], dtype=torch.float)).sum() / 3
         assert weighted_loss(model, inputs).item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_notes_open_every_piece_and_are_never_trained(tokenizer):
+    fmt = ChatFormat(tokenizer)
+    note = "Club rules: the pool opens at 7."
+    examples = encode_conversation(fmt, CONVERSATION, max_length=1024, notes=[note])
+    [example] = examples
+    text = tokenizer.decode(example["input_ids"])
+    assert "Notes:" in text and note in text
+    assert text.index(note) < text.index(CONVERSATION[0]["content"])
+    assert note not in trained_text(tokenizer, example)
