@@ -4,8 +4,9 @@ A rewrite changes how people write, never what the moment is: speaker names are
 swapped for others (consistently, mentions in the text included), a person's
 messages may go all-lowercase, lose their question marks or final punctuation,
 gain an emoji or a typo. What a label depends on is never touched: the bot's
-name (``assistant``, ``@assistant``, ``bot``), words with digits, and the
-assistant's replies (their facts are the reference).
+name (``assistant``, ``@assistant``, ``bot``), words with digits, another bot's
+name, and the assistant's replies (their facts are the reference; only the
+names they mention follow the swap).
 
 Training rewrites ``augment_share`` of the conversations once, when preparing.
 The flip rate measures what augmentation is meant to buy: on dev, the share of
@@ -45,7 +46,8 @@ def augment(conversation: Conversation, rng: random.Random) -> Conversation:
     rewritten = []
     for message in messages:
         if message["role"] != "user":
-            rewritten.append(message)  # the reply's words are the reference: untouched
+            # The reply's words are the reference: only the names it mentions change.
+            rewritten.append({**message, "content": rename_mentions(message["content"], renames)})
             continue
         text = rename_mentions(message["content"], renames)
         rewritten.append({**message, "name": renames.get(message["name"], message["name"]),
