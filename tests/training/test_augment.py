@@ -50,3 +50,14 @@ def test_share_of_rewritten_conversations():
 
 def test_mentions_are_renamed_as_whole_words_only():
     assert rename_mentions("Bo and Bob, @Bo", {"Bo": "Lena"}) == "Lena and Bob, @Lena"
+
+
+def test_flip_rate_counts_changed_decisions_on_the_real_model(engine):
+    from training.augment import flip_rate
+
+    conversations = [CONVERSATION] * 2
+    always = flip_rate(engine, conversations, threshold=0.0)
+    assert always == {"points": 8, "flips": 0, "flip_rate": 0.0, "threshold": 0.0}  # p >= 0 always speaks
+    result = flip_rate(engine, conversations, threshold=0.5, seed=3)
+    assert result["points"] == 8 and 0 <= result["flips"] <= 8
+    assert result["flip_rate"] == result["flips"] / 8
