@@ -36,7 +36,8 @@ from models.names import rewrite_bot_names
 from models.threshold import chattiness_to_threshold, threshold_to_chattiness
 from models.turns import BOT_NAME, Turn, strip_markers
 
-CHAT_SETTINGS = ("model", "adapter", "window_tokens", "chattiness", "bot_names", "knowledge_dir")
+CHAT_SETTINGS = ("model", "adapter", "window_tokens", "chattiness", "bot_names", "knowledge_dir",
+                 "engine_url", "engine_model", "reply_url", "reply_model")
 NAMED_LINE = re.compile(r"^\s*([^:\s][^:]{0,63}):\s*(.*)$")
 MENTION = re.compile(r"(?<![\w@])@([\w.-]+)")
 DEFAULT_SPEAKER = "you"
@@ -187,12 +188,13 @@ def main(argv: list[str] | None = None) -> int:
     except (SettingsError, ValueError) as error:
         print(error, file=sys.stderr)
         return 2
-    from models.loading import ModelLoadError, load_engine
+    from bot.engines import build_engine
+    from models.loading import ModelLoadError
     from models.quiet import quiet_libraries
 
     quiet_libraries()
     try:
-        engine = load_engine(settings.model, settings.adapter_arg, window_tokens=settings.window_tokens)
+        engine = build_engine(settings)
     except ModelLoadError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

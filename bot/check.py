@@ -347,23 +347,37 @@ def check_notes(knowledge_dir: Path | None) -> list[Result]:
     return results
 
 
+# -- served models -----------------------------------------------------------------------------
+
+
+def check_served(settings: Settings) -> list[Result]:
+    """Each configured server (CHIMEIN_ENGINE_URL, CHIMEIN_REPLY_URL) lists its model at /v1/models."""
+    from bot.engines import check_served as contact
+
+    return [Result(OK if ok else PROBLEM, line) for ok, line in contact(settings)]
+
+
 # -- loading (only with --load-model) -----------------------------------------------------------
 
 
 def check_loading(settings: Settings) -> Result:
-    from models.loading import load_engine
+    from bot.engines import build_engine
     from models.quiet import quiet_libraries
+    from models.served import ServedError
     from models.turns import Turn
 
     quiet_libraries()
     started = time.monotonic()
     try:
-        engine = load_engine(settings.model, settings.adapter_arg, settings.window_tokens)
+        engine = build_engine(settings)
     except ModelLoadError as error:
         return Result(PROBLEM, f"loading: {error}")
     loaded_seconds = time.monotonic() - started
-    probability = engine.decide([Turn.user("Ana", "hi everyone, how was the weekend?")])
-    info = engine.info
+    try:
+        probability = engine.decide([Turn.user("Ana", "hi everyone, how was the weekend?")])
+    except ServedError as error:
+        return Result(PROBLEM, f"loading: a test decision failed: {error}")
+    info = engine.describe()
     return Result(OK, f"loading: {info.get('model')} (adapter {info.get('adapter') or 'none'}) on "
                       f"{info.get('device')} in {info.get('dtype')}, {loaded_seconds:.1f} s; a test decision "
                       f"gave speak probability {probability:.3f}")
@@ -403,6 +417,7 @@ def run_checks(load_model: bool) -> list[Result]:
                     check_window(settings.window_tokens, config_json)]
     results += model_checks + check_access(settings) + [check_state_dir(settings.state_dir)]
     results += check_notes(settings.knowledge_dir)
+    results += check_served(settings)
     if load_model:
         if any(r.status == PROBLEM for r in model_checks):
             results.append(Result(SKIPPED, "loading: fix the model, adapter and window problems first"))

@@ -78,9 +78,16 @@ def channel_label(channel) -> str:
     return f"#{name}({channel.id})" if name else f"dm({channel.id})"
 
 
+def _served_failure(error: Exception) -> bool:
+    """A served model that is down, slow or erroring: expected, worth one line rather than a traceback."""
+    from models.served import ServedError  # deferred: it imports the engine, and so torch
+
+    return isinstance(error, ServedError)
+
+
 def log_decision(channel, reason: str, spoke: bool, *, probability: float | None = None,
                  threshold: float | None = None, seconds: float | None = None, note: str = "",
-                 passages: Sequence = ()) -> None:
+                 passages: Sequence = (), backend: str = "") -> None:
     """The one line per decision a self-hoster reads to see why it spoke or not."""
     parts = [f"decision channel={channel_label(channel)} reason={reason} spoke={'yes' if spoke else 'no'}"]
     if probability is not None:
@@ -89,6 +96,8 @@ def log_decision(channel, reason: str, spoke: bool, *, probability: float | None
         parts.append(f"latency={seconds:.3f}s")
     if passages:
         parts.append("notes=" + ",".join(passage.label for passage in passages))
+    if backend:
+        parts.append(f"backend={backend}")
     if note:
         parts.append(f"({note})")
     log.info(" ".join(parts))
@@ -192,7 +201,8 @@ class DecisionQueue:
             text, seconds = await self._generate(room, turns, passages)
         spoke = await self._post(room, text or COULD_NOT_ANSWER, reply_to=message)
         log_decision(room, f"forced:{reason}", spoke, seconds=seconds,
-                     note="" if text else "no answer; said so", passages=passages)
+                     note="" if text else "no answer; said so", passages=passages,
+                     backend=self._backend(replies=True))
 
     async def _decide(self, lane: _Lane) -> None:
         room = lane.room
@@ -207,8 +217,12 @@ class DecisionQueue:
             passages = await self._notes_for(room, turns)
             try:
                 probability, seconds = await self.worker.decide(turns, room.id, [p.text for p in passages])
-            except Exception:
-                log.exception("decision channel=%s reason=model failed; staying silent", channel_label(room))
+            except Exception as error:
+                if _served_failure(error):  # an unreachable or failing server: expected, one line
+                    log.warning("decision channel=%s reason=model failed (%s) spoke=no backend=%s",
+                                channel_label(room), error, self._backend())
+                else:
+                    log.exception("decision channel=%s reason=model failed; staying silent", channel_label(room))
                 return
             speak = should_speak(probability, threshold)
             text = ""
@@ -216,7 +230,8 @@ class DecisionQueue:
                 text, _ = await self._generate(room, turns, passages)
         spoke = bool(text) and await self._post(room, text)
         log_decision(room, "model", spoke, probability=probability, threshold=threshold, seconds=seconds,
-                     note="empty reply" if speak and not text else "", passages=passages)
+                     note="empty reply" if speak and not text else "", passages=passages,
+                     backend=self._backend())
 
     async def _notes_for(self, room: Room, turns: list[Turn]) -> list:
         """The passages to show the model for the room's recent messages ([] without notes).
@@ -241,9 +256,17 @@ class DecisionQueue:
         except room.errors as error:
             log.warning("typing in %s failed: %s", channel_label(room), error)
             return "", None
-        except Exception:
-            log.exception("reply generation failed in %s", channel_label(room))
+        except Exception as error:
+            if _served_failure(error):
+                log.warning("reply generation failed in %s: %s", channel_label(room), error)
+            else:
+                log.exception("reply generation failed in %s", channel_label(room))
             return "", None
+
+    def _backend(self, replies: bool = False) -> str:
+        """Where the decision (or the reply) was made: 'in-process', or the served model and its URL."""
+        info = self.worker.describe()
+        return (replies and info.get("reply_backend")) or info.get("backend", "in-process")
 
     async def _post(self, room: Room, text: str, reply_to: Message | None = None) -> bool:
         try:

@@ -42,13 +42,14 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("discord").setLevel(max(logging.INFO, logging.getLevelName(settings.log_level)))
 
     # Deferred: torch and transformers load only once the configuration is known to be good.
-    from models.loading import ModelLoadError, load_engine
+    from bot.engines import build_engine
+    from models.loading import ModelLoadError
     from models.quiet import quiet_libraries
 
     quiet_libraries()
     log.info("loading model %s (adapter: %s)", settings.model, settings.adapter)
     try:
-        engine = load_engine(settings.model, settings.adapter_arg, settings.window_tokens)
+        engine = build_engine(settings)
     except ModelLoadError as error:
         log.error("cannot load the model: %s", error)
         return 1

@@ -95,6 +95,21 @@ class Settings(BaseSettings):
         Path("state"), description="Folder for the per-channel settings file (channels.json).")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", description="Logging level; INFO logs one line per decision.")
+    # Served models (docs/serving.md): empty URLs = the in-process engine.
+    engine_url: str = Field(
+        "", description="OpenAI-compatible server hosting the finetuned format (vLLM with the adapter, "
+                        "llama.cpp's server), e.g. http://vllm:8000/v1: decisions and replies go there.")
+    engine_model: str = Field(
+        "chimein", description="The model name on CHIMEIN_ENGINE_URL (vLLM: the --lora-modules name).")
+    reply_url: str = Field(
+        "", description="OpenAI-compatible server of a general chat model (Ollama, vLLM, a hosted API), "
+                        "e.g. http://localhost:11434/v1: replies only; the finetuned model still decides.")
+    reply_model: str = Field(
+        "", validate_default=True, description="The model name on CHIMEIN_REPLY_URL, e.g. llama3.1:8b.")
+    api_key: SecretStr | None = Field(
+        None, description="API key sent to those servers (a secret); empty for servers without one.")
+    request_timeout_seconds: float = Field(
+        30.0, gt=0, description="Seconds to wait for a served model's answer before giving up.")
 
     @field_validator("discord_token")
     @classmethod
@@ -134,6 +149,26 @@ class Settings(BaseSettings):
     @field_validator("chattiness", "knowledge_dir", mode="before")
     @classmethod
     def _empty_is_unset(cls, value):
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("engine_url", "reply_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        value = value.strip()
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError(f"{value!r} is not an http(s) URL; the server's base, e.g. http://localhost:8000/v1")
+        return value.rstrip("/")
+
+    @field_validator("reply_model")
+    @classmethod
+    def _reply_model_named(cls, value: str, info) -> str:
+        if info.data.get("reply_url") and not value.strip():
+            raise ValueError("not set, but CHIMEIN_REPLY_URL is: name the model to use there")
+        return value.strip()
+
+    @field_validator("api_key", mode="before")
+    @classmethod
+    def _empty_key_is_none(cls, value):
         return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("log_level", mode="before")

@@ -121,7 +121,7 @@ class ServedEngine(Engine):
         self.system = None
         self.format = _RememberingFormat(tokenizer, max_turn_tokens=window_tokens // 4)
         self.info = {"model": model, "adapter": None, "device": str(client.base_url), "dtype": "served",
-                     **(info or {}), "backend": f"served {model} at {client.base_url}"}
+                     **(info or {}), "backend": f"served:{model}@{client.base_url}"}
         self._sessions = OrderedDict()
 
     def decide(self, window: Sequence[Turn], key: Hashable = "default",
@@ -243,7 +243,7 @@ class ChatReplies:
 
     def describe(self) -> dict:
         return {"model": self.served_model, "adapter": None, "device": str(self.client.base_url),
-                "dtype": "served", "backend": f"chat {self.served_model} at {self.client.base_url}"}
+                "dtype": "served", "backend": f"chat:{self.served_model}@{self.client.base_url}"}
 
     def _tail(self, window: Sequence[Turn]) -> list[Turn]:
         kept: list[Turn] = []

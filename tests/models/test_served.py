@@ -141,7 +141,7 @@ def test_a_split_engine_decides_with_one_and_replies_with_the_other(fresh, loade
     assert split.reply(window) == voice.reply(window)
     info = split.describe()
     assert info["model"] == "embedded" and info["reply_model"] == "chimein"
-    assert info["backend"] == "in-process" and info["reply_backend"].startswith("chat chimein at http://127.0.0.1")
+    assert info["backend"] == "in-process" and info["reply_backend"].startswith("chat:chimein@http://127.0.0.1")
 
 
 @pytest.mark.parametrize("fault, says", [
