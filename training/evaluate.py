@@ -227,6 +227,8 @@ def build_parser():
                         help="score about N decision points of whole conversations, evenly spread (0: all)")
     parser.add_argument("--no-baselines", action="store_true", help="score the model only")
     parser.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+    parser.epilog = ("--answers FILE.jsonl [--replies-out OUT.jsonl]: score forced replies instead "
+                     "(see training/answers.py)")
     return parser
 
 
@@ -247,6 +249,11 @@ def print_result(result: dict, as_json: bool) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if any(arg == "--answers" or arg.startswith("--answers=") for arg in argv):
+        from training import answers  # answer evaluation: forced replies scored (training/answers.py)
+
+        return answers.main(argv)
     parser = build_parser()
     args = parser.parse_args(argv)
     check_args(parser, args)

@@ -102,5 +102,5 @@ def test_no_raw_calculation_text_ever_reaches_a_person():
 def test_the_engine_finishes_its_replies(engine, monkeypatch):
     """The engine's reply path evaluates the calculation the model wrote."""
     monkeypatch.setattr(engine.tokenizer, "decode", lambda ids, **kwargs: "It's <<15% * 80>>. Or <<1/0>>.")
-    window = [Turn("user", "@assistant what's 15% of 80?", "Ana")]
+    window = [Turn.user("Ana", "@assistant what's 15% of 80?")]
     assert engine.reply(window, key="calc") == "It's 12."
