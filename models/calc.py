@@ -40,7 +40,9 @@ MAX_POWER_BASE = 1e6
 MAX_MAGNITUDE = 1e15  # a result this large is not a chat answer; refused
 CURRENCY_SIGNS = "$€£"
 
-CALC = re.compile(re.escape(OPEN) + r"([^<>\n]*?)" + re.escape(CLOSE))
+# A calculation hugs its markers (``<<15% * 80>>``); ``1 << 3`` or ``echo hi >> log`` is code, left alone.
+CALC = re.compile(r"<<(?=[^\s<>])([^<>\n`]*?)(?<=[^\s<>])>>")
+RAW = re.compile(r"<<(?=[^\s<>])|(?<=[^\s<>])>>")  # what is left of a calculation that was not evaluated
 SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 _PLACEHOLDER = "\x00{}\x00"
 _PLACEHOLDER_RE = re.compile("\x00(\\d+)\x00")
@@ -264,7 +266,7 @@ def finish_reply(text: str) -> str:
     A sentence holding a calculation that fails (or an unclosed ``<<``) is
     dropped; stray markers are removed; a reply with no words left is ''.
     """
-    if OPEN not in text and CLOSE not in text:
+    if not RAW.search(text):
         return text
     results: list[str | None] = []
 
@@ -278,11 +280,12 @@ def finish_reply(text: str) -> str:
     held = CALC.sub(hold, text)
     kept = []
     for sentence in SENTENCE_END.split(held):
-        failed = OPEN in sentence or any(results[int(i)] is None for i in _PLACEHOLDER_RE.findall(sentence))
+        held_results = [results[int(i)] for i in _PLACEHOLDER_RE.findall(sentence)]
+        failed = RAW.search(sentence) is not None or None in held_results
         if not failed:
             kept.append(_PLACEHOLDER_RE.sub(lambda m: results[int(m.group(1))], sentence))
     reply = " ".join(kept)
-    while OPEN in reply or CLOSE in reply:  # removing one marker can join two halves into another
-        reply = reply.replace(OPEN, "").replace(CLOSE, "")
+    while RAW.search(reply):  # removing one marker can join two halves into another
+        reply = RAW.sub("", reply)
     reply = re.sub(r"\s{2,}", " ", reply).strip()
     return reply if re.search(r"\w", reply) else ""

@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from models.calc import CLOSE, OPEN, CalcError, calculate, finish_reply
+from models.calc import CLOSE, OPEN, RAW, CalcError, calculate, finish_reply
 from models.turns import Turn
 
 
@@ -96,7 +96,13 @@ def test_no_raw_calculation_text_ever_reaches_a_person():
     for _ in range(500):
         text = "".join(rng.choice(pieces) for _ in range(rng.randint(1, 10)))
         out = finish_reply(text)
-        assert OPEN not in out and CLOSE not in out, (text, out)
+        assert RAW.search(out) is None, (text, out)
+
+
+def test_code_with_shift_and_redirect_operators_is_left_alone():
+    """Previously any << or >> was treated as a calculation marker and removed."""
+    assert finish_reply("Use `echo hi >> log.txt` to append.") == "Use `echo hi >> log.txt` to append."
+    assert finish_reply("In C, 1 << 3 is 8.") == "In C, 1 << 3 is 8."
 
 
 def test_the_engine_finishes_its_replies(engine, monkeypatch):
