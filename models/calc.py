@@ -31,6 +31,7 @@ import functools
 import math
 import operator
 import re
+from decimal import ROUND_HALF_UP, Decimal
 
 OPEN, CLOSE = "<<", ">>"
 MAX_EXPRESSION_CHARS = 120
@@ -214,7 +215,8 @@ def format_number(value: float, *, money: bool = False, significant: bool = Fals
     three significant digits (at most two decimals).
     """
     if money:
-        rounded = round(value, 2)
+        # Half up on the shortest decimal form: 24.99 / 2 is 12.495, which people round to 12.50.
+        rounded = float(Decimal(repr(value)).quantize(Decimal("0.01"), ROUND_HALF_UP))
         return f"{rounded:,.0f}" if rounded == int(rounded) else f"{rounded:,.2f}"
     if value == 0:
         return "0"

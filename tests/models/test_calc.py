@@ -21,6 +21,7 @@ from models.turns import Turn
     ("$120 * 18%", "$21.60"),
     ("€45 * 20%", "€9"),
     ("£1,200 / 3", "£400"),
+    ("$24.99 / 2", "$12.50"),  # half up, as people round money (the float is 12.4949...)
 ])
 def test_arithmetic(expression, result):
     assert calculate(expression) == result
