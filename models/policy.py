@@ -1,6 +1,6 @@
-"""The chime-in policy (POLICY.md) in the words given to large models, defined once.
+"""The chime-in policy (docs/policy.md) in the words given to large models, defined once.
 
-Three texts, all written from POLICY.md:
+Three texts, all written from docs/policy.md:
 
 * ``POLICY_RULES``: the whole policy, for a model that writes training
   conversations (``training.prompts``);

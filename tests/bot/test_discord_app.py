@@ -78,7 +78,7 @@ def test_missing_token_exits_with_the_reason(capsys, scripted_engine):
 def test_model_that_cannot_load_exits_with_the_reason(monkeypatch, caplog):
     import models.loading
 
-    def load_engine(*args):
+    def load_engine(*args, **kwargs):
         raise models.loading.ModelLoadError("model folder ./nope does not exist or has no config.json")
 
     monkeypatch.setattr(models.loading, "load_engine", load_engine)
