@@ -183,6 +183,9 @@ def evaluate_files(paths: str | Path | Sequence[str | Path], engine, *, threshol
     without replies), ``reply_samples``, ``pr_curve``, ``kinds`` (per labelled kind:
     ``points``, ``errors``, ``error_rate``), ``baselines`` ({name: scores}), and
     ``data``, ``conversations``, ``model``, ``threshold``, ``threshold_source``, ``report``.
+    With replies and data whose reference replies carry a ``fact`` (notes data):
+    ``grounded_points``, ``grounded_accuracy_with_notes``,
+    ``grounded_accuracy_without_notes``, ``grounded_samples`` (training.grounded).
     ``max_points`` > 0 scores an evenly spread sample of whole conversations.
     Raises ``DatasetError`` (``file:line: reason``) for a bad data file.
     """
@@ -194,6 +197,10 @@ def evaluate_files(paths: str | Path | Sequence[str | Path], engine, *, threshol
     result = {"data": ", ".join(map(str, paths)), "conversations": len({p.conversation for p in points}),
               **evaluate_points(points, engine, threshold=threshold, baselines=baselines, replies=replies),
               "report": None}
+    if replies:  # conversations whose reference replies name a fact from their notes (docs/notes.md)
+        from training.grounded import grounded_accuracy
+
+        result.update(grounded_accuracy(engine, conversations, limit=replies))
     if report_dir is not None:
         from training.report import write_report
 

@@ -38,6 +38,11 @@ def summary(result: dict) -> str:
     if result["reply_overlap_f1"] is not None:
         lines.append(f"reply overlap F1: {result['reply_overlap_f1']:.3f} "
                      f"over {len(result['reply_samples'])} replies")
+    if result.get("grounded_points"):
+        lines.append(f"grounded answers (reply contains the note's fact): "
+                     f"{result['grounded_accuracy_with_notes']:.1%} with notes, "
+                     f"{result['grounded_accuracy_without_notes']:.1%} without, "
+                     f"over {result['grounded_points']} replies")
     if result.get("report"):
         lines.append(f"report: {result['report']}")
     return "\n".join(lines)
