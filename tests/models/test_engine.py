@@ -55,11 +55,12 @@ def test_trim_keeps_the_prefix_for_most_messages(loaded):
     assert moves <= 15  # 60 messages, the start moves in chunks, not every message
 
 
-def test_decide_is_a_probability_and_repeats(engine):
+def test_decide_is_the_response_branchs_probability_and_repeats(engine):
+    """Previously checked 0 <= p <= 1, which a sigmoid always is (swapped branches passed too)."""
     window = [Turn.user("Ana", "hey"), Turn.user("Bo", "@assistant what is 2+2?")]
     first = engine.decide(window, key="repeat")
+    assert abs(first - uncached_probability(engine, window, "repeat")) < 1e-4
     engine.forget("repeat")
-    assert 0.0 <= first <= 1.0
     assert abs(engine.decide(window, key="repeat") - first) < 1e-6
 
 
