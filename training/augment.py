@@ -12,7 +12,8 @@ Training rewrites ``augment_share`` of the conversations once, when preparing.
 The flip rate measures what augmentation is meant to buy: on dev, the share of
 decisions that change when the conversation is rewritten::
 
-    python -m training.augment --data data/dev.jsonl --adapter models/adapter
+    python -m training.augment --adapter models/adapter      # all dev files
+    python -m training.augment --data data/dev-voices.jsonl --adapter none --max-points 200
 """
 
 from __future__ import annotations
@@ -121,7 +122,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog="python -m training.augment",
                                      description="Measure how often a label-preserving rewrite flips a decision.")
-    parser.add_argument("--data", nargs="+", default=["data/dev.jsonl"], metavar="FILE.jsonl")
+    parser.add_argument("--data", nargs="+", default=None, metavar="FILE.jsonl",
+                        help="default: the dev files that exist (training/config.py DEV_FILES)")
     parser.add_argument("--adapter", default="auto", help="adapter folder, 'auto' or 'none'")
     parser.add_argument("--model", default="embedded")
     parser.add_argument("--threshold", type=float, default=None, help="default: the adapter's")
@@ -130,10 +132,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from models import loading
     from models.threshold import adapter_threshold
+    from training.config import DEV_FILES, existing_files
     from training.dataset import DatasetError, load_files
 
     try:
-        conversations = load_files(args.data)
+        conversations = load_files(args.data or existing_files(DEV_FILES, DEV_FILES, named=False))
         engine = loading.load_engine(args.model, args.adapter)
     except (DatasetError, loading.ModelLoadError) as error:
         print(f"error: {error}", file=sys.stderr)

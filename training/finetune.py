@@ -135,6 +135,7 @@ def build_trainer(config: RunConfig, model, tokenizer, examples: list[dict]):
         args.bf16 = False
     args.remove_unused_columns = False  # keep loss_weights for compute_loss
     args.packing = False
+    args.include_num_input_tokens_seen = "non_padding"  # for run's tokens-per-second line
     trainer = trainer_class()(model=model, args=args, train_dataset=Dataset.from_list(examples),
                               processing_class=tokenizer, peft_config=get_peft_config(config.model),
                               data_collator=PadCollator(tokenizer.pad_token_id))
