@@ -217,7 +217,9 @@ def main(argv: list[str] | None = None) -> int:
 def _describe(info: dict, chattiness: float) -> None:
     adapter = info.get("adapter") or "none: running on the bare base model, which has not learned when to speak"
     print(f"model: {info.get('model')} ({info.get('device')}, {info.get('dtype')}); adapter: {adapter}; "
-          f"chattiness {chattiness:.2f} (speaks on its own from p >= {chattiness_to_threshold(chattiness):.2f})",
+          f"chattiness {chattiness:.2f} (speaks on its own from p >= {chattiness_to_threshold(chattiness):.2f})"
+          + (f"; decisions: {info['backend']}" if info.get("backend") else "")
+          + (f"; replies: {info['reply_backend']}" if info.get("reply_backend") else ""),
           file=sys.stderr)
 
 
