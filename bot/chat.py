@@ -189,8 +189,8 @@ def main(argv: list[str] | None = None) -> int:
         print(error, file=sys.stderr)
         return 2
     from bot.engines import build_engine
+    from models.library_logs import quiet_libraries
     from models.loading import ModelLoadError
-    from models.quiet import quiet_libraries
 
     quiet_libraries()
     try:

@@ -32,8 +32,9 @@ from models.loading import (
     EMBEDDED_NAME,
     SHIPPED_ADAPTER_DIR,
     ModelLoadError,
-    cache_dir,
+    converted_embedded_dir,
     embedded_gguf,
+    embedded_is_converted,
     resolve_adapter,
     resolve_model,
 )
@@ -83,9 +84,8 @@ def check_model(model: str) -> tuple[Result, Path | None]:
     """Whether the model can be found without loading it, and its config.json when it is on disk."""
     label = f"CHIMEIN_MODEL={model or DEFAULT_MODEL}"
     if model in ("", DEFAULT_MODEL):
-        converted = cache_dir() / EMBEDDED_NAME
-        # The same test embedded_model_dir() uses to skip the conversion.
-        if (converted / "config.json").exists() and (converted / "model.safetensors").exists():
+        converted = converted_embedded_dir()
+        if embedded_is_converted():
             return Result(OK, f"{label}: {EMBEDDED_NAME}, converted in {converted}"), converted / "config.json"
         try:
             gguf = embedded_gguf()
@@ -362,7 +362,7 @@ def check_served(settings: Settings) -> list[Result]:
 
 def check_loading(settings: Settings) -> Result:
     from bot.engines import build_engine
-    from models.quiet import quiet_libraries
+    from models.library_logs import quiet_libraries
     from models.served import ServedError
     from models.turns import Turn
 

@@ -43,8 +43,8 @@ def main(argv: list[str] | None = None) -> int:
 
     # Deferred: torch and transformers load only once the configuration is known to be good.
     from bot.engines import build_engine
+    from models.library_logs import quiet_libraries
     from models.loading import ModelLoadError
-    from models.quiet import quiet_libraries
 
     quiet_libraries()
     log.info("loading model %s (adapter: %s)", settings.model, settings.adapter)

@@ -12,7 +12,6 @@ Synchronous and not thread-safe: the bot calls it from one worker thread.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import math
 from collections import OrderedDict
@@ -20,22 +19,22 @@ from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 
 import torch
-from torch.overrides import TorchFunctionMode
-from transformers import DynamicCache
-from transformers.cache_utils import DynamicLayer
 
 from models.calc import finish_reply
+from models.kernels import linear_kernels
+from models.kv_cache import new_cache
 from models.template import ChatFormat
-from models.turns import BOT_NAME, RESPONSE, SILENCE, Turn, strip_markers
+from models.turns import BOT_NAME, RESPONSE, SILENCE, WINDOW_TOKENS, Turn, strip_markers
 
-WINDOW_TOKENS = 1024
-# After a trim the window fills this share of its budget, so about a quarter of
+MIN_WINDOW_TOKENS = 128
+# After a trim the window fills this share of its budget, so about a third of
 # the budget of new messages arrives before the cached prefix is lost again.
-KEEP_FRACTION = 0.75
+# (The share the trim reached before it counted the template's tokens per turn
+# exactly, so the cached prefix survives as many messages as it did then.)
+KEEP_FRACTION = 0.65
 MAX_CACHED_CONVERSATIONS = 8
 MAX_REPLY_TOKENS = 128
 REMEMBERED_LINES = 4096  # rendered user lines kept across all conversations
-CACHE_GROWTH = 256  # tokens of spare room a KV cache layer gains when it is full
 
 
 class _RememberingFormat(ChatFormat):
@@ -51,76 +50,13 @@ class _RememberingFormat(ChatFormat):
         self.user_content = functools.lru_cache(maxsize=REMEMBERED_LINES)(self.user_content)
 
 
-class _OneDnnLinear(TorchFunctionMode):
-    """Float32 linear layers through oneDNN instead of torch's default BLAS, inside the engine's forwards.
+@dataclass(frozen=True)
+class CacheState:
+    """What the engine holds for one conversation after its last call (for benchmarks, tests and status)."""
 
-    torch sends float32 matmuls on a CPU to MKL, which on AMD CPUs runs its
-    AVX2 code (measured on the project's 2-core EPYC: about 80 GFLOP/s a core);
-    oneDNN's float32 kernels use AVX-512 and run the engine's shapes (tens of
-    tokens at a time) about twice as fast. Still float32: results differ from
-    MKL's by summation order only (about 1e-6 relative). Entered only around the
-    engine's own forward passes, in inference mode, so training and anything
-    else sharing the model keep torch's default.
-    """
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        if func is torch.nn.functional.linear:
-            x, weight, bias = _linear_arguments(*args, **kwargs)
-            if x.dtype == weight.dtype == torch.float32 and weight.dim() == 2 and weight.is_contiguous():
-                return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
-        return func(*args, **kwargs)
-
-
-def _linear_arguments(input, weight, bias=None):
-    return input, weight, bias
-
-
-class _AppendLayer(DynamicLayer):
-    """A KV cache layer that writes new tokens into spare room instead of concatenating.
-
-    transformers' DynamicLayer builds a new tensor for the whole cache at every
-    forward pass (torch.cat): with a full window about 40 MB copied per decision
-    on the embedded model, and again for every token a reply generates. Here
-    keys and values live in buffers with ``CACHE_GROWTH`` tokens to spare, the
-    new tokens are written in place, and ``keys``/``values`` are views of the
-    filled part, so the inherited ``crop`` is still a slice.
-    """
-
-    def lazy_initialization(self, key_states, value_states):
-        super().lazy_initialization(key_states, value_states)
-        self._buffers = None
-
-    def update(self, key_states, value_states, *args, **kwargs):
-        if not self.is_initialized:
-            self.lazy_initialization(key_states, value_states)
-        start = self.get_seq_length()
-        end = start + key_states.shape[-2]
-        if self._buffers is None or end > self._buffers[0].shape[-2]:
-            self._buffers = [_grown(old, new, start, end + CACHE_GROWTH)
-                             for old, new in ((self.keys, key_states), (self.values, value_states))]
-        keys, values = self._buffers
-        keys[..., start:end, :] = key_states
-        values[..., start:end, :] = value_states
-        self.keys, self.values = keys[..., :end, :], values[..., :end, :]
-        return self.keys, self.values
-
-
-def _grown(old: torch.Tensor, new: torch.Tensor, filled: int, size: int) -> torch.Tensor:
-    """A buffer of ``size`` positions holding the ``filled`` ones of ``old``."""
-    buffer = new.new_empty((*new.shape[:-2], size, new.shape[-1]))
-    if filled:
-        buffer[..., :filled, :] = old
-    return buffer
-
-
-def _new_cache(config) -> DynamicCache:
-    """A DynamicCache whose full-attention layers append in place; sliding-window layers stay as they are."""
-    cache = DynamicCache(config=config)
-    cache.layers = [_AppendLayer() if type(layer) is DynamicLayer else layer for layer in cache.layers]
-    if cache.layer_class_to_replicate is DynamicLayer:
-        cache.layer_class_to_replicate = _AppendLayer
-    return cache
+    first_turn: Turn | None  # where the window starts now
+    cached_tokens: int  # tokens in the KV cache
+    fed_tokens: int  # tokens the last forward pass computed (the rest came from the cache)
 
 
 @dataclass
@@ -130,6 +66,7 @@ class _Session:
     ids: list[int] = field(default_factory=list)
     cache: object = None
     first_turn: Turn | None = None
+    fed: int = 0
 
 
 def _shared_prefix_length(a: Sequence[int], b: Sequence[int]) -> int:
@@ -146,8 +83,8 @@ class Engine:
     def __init__(self, model, tokenizer, *, window_tokens: int = WINDOW_TOKENS,
                  max_reply_tokens: int = MAX_REPLY_TOKENS, system: str | None = None,
                  info: dict | None = None):
-        if window_tokens < 128:
-            raise ValueError("window_tokens must be at least 128")
+        if window_tokens < MIN_WINDOW_TOKENS:
+            raise ValueError(f"window_tokens must be at least {MIN_WINDOW_TOKENS}")
         self.model = model
         self.tokenizer = tokenizer
         self.window_tokens = window_tokens
@@ -157,11 +94,13 @@ class Engine:
         self.info = info or {}
         self._sessions: OrderedDict[Hashable, _Session] = OrderedDict()
         end_ids = tokenizer(self.format.end_of_turn, add_special_tokens=False)["input_ids"]
-        self._stop_ids = {tokenizer.eos_token_id, *end_ids[-1:]} - {None}
+        # A reply ends at the end of turn, at EOS, and at any special token: none
+        # belongs in words for people, and most open somebody else's turn.
+        special_ids = [i for i, t in tokenizer.added_tokens_decoder.items() if t.special]
+        self._stop_ids = {tokenizer.eos_token_id, *end_ids[-1:], *special_ids} - {None}
         self._device = next(model.parameters()).device
         self._decoder = model.get_decoder()
-        on_cpu = self._device.type == "cpu" and torch.backends.mkldnn.is_available()
-        self._kernels = _OneDnnLinear if on_cpu else contextlib.nullcontext
+        self._kernels = linear_kernels(self._device)
         self._branch_head = self._exact_head()
 
     # -- public --------------------------------------------------------------------
@@ -186,12 +125,16 @@ class Engine:
         The prefill is the response marker without its trailing space: the space
         belongs to the first word's token in the trained text, and a separate
         space token would put the model off its training distribution.
+        Generation stops at the first turn boundary of the chat template, a
+        special token or the same text spelt in plain-text tokens, and the
+        words are cut there: what follows would be somebody else's turn.
         """
         session = self._session(key)
         prompt, _ = self._fit(window, session, notes)
         ids = self._encode(prompt + RESPONSE)
-        generator = torch.Generator().manual_seed(seed) if temperature > 0 else None
+        generator = torch.Generator(device=self._device).manual_seed(seed) if temperature > 0 else None
         generated: list[int] = []
+        text = ""
         with torch.inference_mode():
             logits = self._forward(session, ids)
             for _ in range(self.max_reply_tokens):
@@ -199,8 +142,11 @@ class Engine:
                 if next_id in self._stop_ids:
                     break
                 generated.append(next_id)
+                text, ended = self.format.cut_at_boundary(self.tokenizer.decode(generated))
+                if ended:
+                    break
                 logits = self._forward(session, session.ids + [next_id])
-        return finish_reply(self.clean(self.tokenizer.decode(generated, skip_special_tokens=True)))
+        return finish_reply(self.clean(text))
 
     def clean(self, text: str) -> str:
         """Model output -> text for people: no markers, no control strings, no echoed name."""
@@ -218,6 +164,10 @@ class Engine:
 
     def describe(self) -> dict:
         return dict(self.info)
+
+    def cache_state(self, key: Hashable = "default") -> CacheState:
+        session = self._sessions.get(key) or _Session()
+        return CacheState(session.first_turn, len(session.ids), session.fed)
 
     def rendered_tokens(self, window: Sequence[Turn], key: Hashable = "default",
                         notes: Sequence[str] | None = None) -> int:
@@ -280,11 +230,19 @@ class Engine:
         last = len(window) - 1
         while start < last and dropped < excess_tokens:
             turn = window[start]
-            dropped += len(self._encode(turn.name + ": " + turn.text)) + 8  # + template overhead
+            line = self.format.user_content(turn.name, turn.text) if turn.role == "user" else turn.text
+            dropped += len(self._encode(line)) + self._turn_overhead
             start += 1
         while start < last and window[start].role != "user":
             start += 1
         return start
+
+    @functools.cached_property
+    def _turn_overhead(self) -> int:
+        """Tokens the template adds around one more person's line (headers, ends, the silence turn between)."""
+        one = [Turn.user("Ana", "hi")]
+        added = len(self._encode(self.format.prompt(one * 2))) - len(self._encode(self.format.prompt(one)))
+        return max(1, added - len(self._encode(self.format.user_content("Ana", "hi"))))
 
     # -- model ----------------------------------------------------------------------
 
@@ -293,7 +251,7 @@ class Engine:
         # At least one token must be fed to get an output for the last position.
         keep = min(_shared_prefix_length(session.ids, ids), len(ids) - 1)
         if session.cache is None or keep == 0:
-            session.cache = _new_cache(self.model.config)
+            session.cache = new_cache(self.model.config)
             keep = 0
         elif keep < len(session.ids):
             session.cache.crop(keep - len(session.ids))
@@ -302,6 +260,7 @@ class Engine:
             out = module(input_ids=new, past_key_values=session.cache, use_cache=True, **kwargs)
         session.cache = out.past_key_values
         session.ids = list(ids)
+        session.fed = len(ids) - keep
         return out
 
     def _forward(self, session: _Session, ids: list[int]) -> torch.Tensor:

@@ -19,6 +19,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from models.turns import WINDOW_TOKENS
+
 log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "embedded"
@@ -63,10 +65,21 @@ def embedded_gguf() -> Path:
     return files[0]
 
 
+def converted_embedded_dir() -> Path:
+    """Where the embedded model's Hugging Face folder lives once converted."""
+    return cache_dir() / EMBEDDED_NAME
+
+
+def embedded_is_converted() -> bool:
+    """Whether the GGUF has been converted already (the one test; ``bot check`` asks it too)."""
+    target = converted_embedded_dir()
+    return (target / "config.json").exists() and (target / "model.safetensors").exists()
+
+
 def embedded_model_dir() -> Path:
     """The embedded model as a Hugging Face folder, converting the GGUF on first use."""
-    target = cache_dir() / EMBEDDED_NAME
-    if (target / "config.json").exists() and (target / "model.safetensors").exists():
+    target = converted_embedded_dir()
+    if embedded_is_converted():
         return target
     gguf = embedded_gguf()
     log.info("converting %s into %s (once)", gguf.name, target)
@@ -89,7 +102,7 @@ def embedded_model_dir() -> Path:
         try:
             staging.rename(target)
         except OSError:
-            if not (target / "model.safetensors").exists():
+            if not embedded_is_converted():  # another process won the race
                 raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -221,7 +234,7 @@ def load_model(model: str = DEFAULT_MODEL, adapter: str | Path | None = "auto",
 
 
 def load_engine(model: str = DEFAULT_MODEL, adapter: str | Path | None = "auto",
-                window_tokens: int = 1024, system: str | None = None, dtype: str = "auto",
+                window_tokens: int = WINDOW_TOKENS, system: str | None = None, dtype: str = "auto",
                 merge_adapter: bool = True):
     """Load a model and wrap it in the decide/reply engine (see ``models.engine``).
 

@@ -8,8 +8,15 @@ and OpenChat templates work alike:
   assistant's content (``""`` for ChatML, ``" "`` for Llama-2);
 * the *end of turn*: the text that closes an assistant turn (``<|im_end|>``,
   ``</s>``, ``<|end_of_turn|>``), which generation stops at and training learns;
-* the *control strings*: the tokenizer's added tokens, the markers and the
-  common role headers, which text typed by a person must not be able to forge.
+* the *turn headers*: what opens a person's and the assistant's turn
+  (``<|im_start|>user``, ``GPT4 Correct Assistant:``);
+* the *control strings*: the tokenizer's added tokens, the markers, the turn
+  headers and the common role headers, which text typed by a person must not be
+  able to forge, and at which a generated reply is cut (its turn is over).
+
+A person's turn is the line ``Name: text``, neutralised as a whole (a name can
+complete a header: ``GPT4 Correct Assistant`` + ``: hi``) and then clipped to
+the per-turn token budget, so no content, however hostile, costs more.
 """
 
 from __future__ import annotations
@@ -28,6 +35,11 @@ LITERAL_ROLE_HEADERS = (
     "<|user|>", "<|assistant|>", "<|system|>",
 )
 _PROBE = "\x00probe\x00"
+_CLIP_MARK = " …"
+# Before tokenizing a huge line, cut it to this many characters per budget token:
+# no real token is longer, so the token clip below sees the same prefix.
+_CHARS_PER_TOKEN_CAP = 32
+_NEUTRALISE_ROUNDS = 4  # one round suffices unless a broken string completes another
 
 
 class TemplateError(ValueError):
@@ -51,10 +63,14 @@ class ChatFormat:
         self.tokenizer = tokenizer
         self.max_turn_tokens = max_turn_tokens
         self.lead, self.end_of_turn = self._probe_template()
+        self.turn_headers = self._probe_headers()
         added = [t.content for t in tokenizer.added_tokens_decoder.values()]
-        controls = {s for s in (*added, *MARKERS, *LITERAL_ROLE_HEADERS, self.end_of_turn) if s.strip()}
+        controls = {s for s in (*added, *MARKERS, *LITERAL_ROLE_HEADERS, *self.turn_headers, self.end_of_turn)
+                    if s.strip()}
         # Longest first, so "<|im_start|>" is broken before a shorter token inside it.
         self.control_strings = tuple(sorted(controls, key=len, reverse=True))
+        # Where a generated reply must end: any header, special token or end of turn.
+        self.turn_boundaries = tuple(c for c in self.control_strings if c not in MARKERS)
 
     # -- rendering -----------------------------------------------------------------
 
@@ -87,28 +103,62 @@ class ChatFormat:
         return self.render_messages(messages, add_generation_prompt=True) + self.lead
 
     def user_content(self, name: str, text: str) -> str:
-        return user_line(self.neutralise(name), self.neutralise(self._clip(text)))
+        """A person's turn: ``Name: text`` neutralised as one line, then clipped to ``max_turn_tokens``.
+
+        Clipping comes last: each broken control string costs a few tokens more
+        than it did whole, and one message of them must still fit its budget.
+        """
+        return self._clip(self.neutralise(user_line(name, text)))
 
     def neutralise(self, text: str) -> str:
         """Break every control string in text typed by a person.
 
         A space after the first character keeps the text readable ("< |im_start|>",
         "( response)") while the tokenizer no longer sees a control token, a role
-        header or a marker.
+        header or a marker. Repeated while anything is left to break, in case one
+        broken string completes another.
         """
-        for control in self.control_strings:
-            if control in text:
-                text = text.replace(control, control[0] + " " + control[1:])
+        for _ in range(_NEUTRALISE_ROUNDS):
+            changed = False
+            for control in self.control_strings:
+                if control in text:
+                    text = text.replace(control, control[0] + " " + control[1:])
+                    changed = True
+            if not changed:
+                break
         return text
 
-    def _clip(self, text: str) -> str:
+    def cut_at_boundary(self, text: str) -> tuple[str, bool]:
+        """Generated text up to the first turn boundary, and whether there was one.
+
+        A model that runs on past its own turn writes a header or an end of turn,
+        as a special token or as plain-text pieces; what follows is somebody
+        else's turn and must never be posted.
+        """
+        cut = min((i for i in (text.find(b) for b in self.turn_boundaries) if i >= 0), default=-1)
+        return (text, False) if cut < 0 else (text[:cut], True)
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def _clip(self, line: str) -> str:
         # One huge message must not push the whole room out of the window.
-        if self.max_turn_tokens is None:
-            return text
-        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
-        if len(ids) <= self.max_turn_tokens:
-            return text
-        return self.tokenizer.decode(ids[: self.max_turn_tokens]) + " …"
+        budget = self.max_turn_tokens
+        if budget is None:
+            return line
+        line = line[: budget * _CHARS_PER_TOKEN_CAP]
+        ids = self.tokenizer(line, add_special_tokens=False)["input_ids"]
+        if len(ids) <= budget:
+            return line
+        # Decoding a prefix can re-encode longer (a character cut in half becomes
+        # U+FFFD), so shrink until the clipped line with its mark fits.
+        keep = budget - self.count_tokens(_CLIP_MARK)
+        while keep > 0:
+            clipped = self.tokenizer.decode(ids[:keep]) + _CLIP_MARK
+            if self.count_tokens(clipped) <= budget:
+                return clipped
+            keep -= 1
+        return _CLIP_MARK.strip()
 
     # -- training ------------------------------------------------------------------
 
@@ -153,3 +203,22 @@ class ChatFormat:
         if not end_of_turn:
             raise TemplateError("the chat template has no end-of-turn text after an assistant turn")
         return lead, end_of_turn
+
+    def _probe_headers(self) -> tuple[str, ...]:
+        """The text that opens a person's turn (first and after an answer) and the assistant's.
+
+        Only what follows the last end of turn counts (a default system prompt
+        may come first).
+        """
+        user = [{"role": "user", "content": "x"}]
+        first = self.render_messages([{"role": "user", "content": _PROBE}])
+        later = self.render_messages(user + [{"role": "assistant", "content": "y"},
+                                             {"role": "user", "content": _PROBE}])
+        after_answer = self.render_messages(user + [{"role": "assistant", "content": "y"}])
+        candidates = (
+            first[: first.index(_PROBE)],
+            later[len(after_answer) : later.index(_PROBE)] if later.startswith(after_answer) else "",
+            self.render_messages(user, add_generation_prompt=True)[len(self.render_messages(user)):],
+        )
+        headers = {header.rsplit(self.end_of_turn, 1)[-1].strip() for header in candidates}
+        return tuple(sorted(header for header in headers if header))

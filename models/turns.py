@@ -20,7 +20,37 @@ RESPONSE = "(response)"
 MARKERS = (SILENCE, RESPONSE)
 BOT_NAME = "assistant"
 
+# The token budget of the conversation the model sees for one decision, by default.
+WINDOW_TOKENS = 1024
+
 Role = Literal["user", "assistant"]
+# Discord's limit on a display name. Names from the terminal and data files are
+# clipped to it as well: a name is rendered in every one of its person's turns.
+MAX_NAME_CHARS = 32
+
+
+def clean_text(text: str) -> str:
+    """Text as it enters (Discord, the terminal, a data file) -> text every tokenizer can take.
+
+    A lone surrogate (``\\ud800``, or the ``\\udcff`` Python makes of an undecodable
+    byte read from a terminal) makes the tokenizer raise, and once such a message
+    is in a channel's window every later decision there would fail: each becomes
+    U+FFFD. A surrogate pair written as two code points is joined into its
+    character. NUL is removed (the template probes use it, and nothing typed
+    needs it). Anything that is not a string is an error of the caller.
+    """
+    if not isinstance(text, str):
+        raise TypeError(f"turn text must be a string, not {type(text).__name__}")
+    if text.isascii():
+        return text.replace("\x00", "")
+    # UTF-16 with surrogatepass pairs up surrogate halves; what stays alone is replaced.
+    text = text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+    return text.replace("\x00", "")
+
+
+def clean_name(name: str) -> str:
+    """A display name, cleaned as text and clipped to Discord's 32 characters."""
+    return clean_text(name)[:MAX_NAME_CHARS]
 
 
 @dataclass(frozen=True)
@@ -37,6 +67,12 @@ class Turn:
     text: str
     name: str = ""
     turn_id: Hashable | None = None
+
+    def __post_init__(self):
+        # Every turn is made here, whatever its source, so nothing downstream meets
+        # text the tokenizer cannot take or a name longer than Discord allows.
+        object.__setattr__(self, "text", clean_text(self.text))
+        object.__setattr__(self, "name", clean_name(self.name))
 
     @classmethod
     def user(cls, name: str, text: str, turn_id: Hashable | None = None) -> Turn:

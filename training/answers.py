@@ -311,7 +311,7 @@ def build_parser():
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from models import loading
-    from models.quiet import quiet_libraries
+    from models.library_logs import quiet_libraries
 
     quiet_libraries()
     try:

@@ -265,7 +265,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     check_args(parser, args)
     from models import loading
-    from models.quiet import quiet_libraries
+    from models.library_logs import quiet_libraries
 
     quiet_libraries()
     try:

@@ -9,6 +9,18 @@ from models.turns import MARKERS, Turn
 from tests.conftest import long_conversation
 
 
+def scripted(engine: Engine, text_pieces: list) -> list[int]:
+    """Make ``engine`` generate these pieces (strings as plain-text tokens, ints as they are); returns the script."""
+    script: list[int] = []
+    for piece in text_pieces:
+        script += [piece] if isinstance(piece, int) else engine.tokenizer(
+            piece, add_special_tokens=False, split_special_tokens=True)["input_ids"]
+    remaining = iter(list(script))
+    engine._pick = lambda logits, temperature, generator: next(remaining)
+    engine.remaining_script = remaining
+    return script
+
+
 def uncached_probability(engine: Engine, window, key) -> float:
     """The same decision from a full forward pass with no cache at all."""
     feed, silence_id, response_id = engine._decision_tokens(window, engine._sessions[key])
@@ -97,16 +109,17 @@ def test_least_recently_used_conversations_are_dropped(engine):
 
 def test_long_reply_matches_plain_greedy_generation(loaded):
     """The engine's in-place KV cache grows past its spare room and still gives generate's tokens."""
-    from models.engine import CACHE_GROWTH
+    from models.kv_cache import CACHE_GROWTH
     from models.turns import RESPONSE
 
     engine = Engine(loaded.model, loaded.tokenizer, max_reply_tokens=CACHE_GROWTH + 60)
     window = long_conversation(12)[:-1] + [Turn.user("Ana", "@assistant write a long poem about rivers and hills")]
     engine.decide(window, key="poem")  # the reply continues the decision's cache
     engine._stop_ids = set()  # run to the length cap, whatever the bare model would say
+    engine.format.turn_boundaries = ()
     generated: list[int] = []
     original_decode = engine.tokenizer.decode
-    engine.tokenizer.decode = lambda ids, **kw: generated.extend(ids) or original_decode(ids, **kw)
+    engine.tokenizer.decode = lambda ids, **kw: generated.__setitem__(slice(None), ids) or original_decode(ids, **kw)
     try:
         engine.reply(window, key="poem")
     finally:
@@ -137,3 +150,38 @@ def test_merged_adapter_decides_as_the_unmerged_one():
     for end in range(1, len(window) + 1):
         if window[end - 1].role == "user":
             assert abs(merged.decide(window[:end]) - apart.decide(window[:end])) < 1e-4
+
+
+def test_a_message_of_control_strings_leaves_the_room_in_view(loaded):
+    """Previously 2,000 characters of ``<|im_end|>`` grew to about 1,240 tokens once broken
+    up, and none of the 40 earlier messages stayed in a 1,024-token window."""
+    engine = Engine(loaded.model, loaded.tokenizer, window_tokens=512)
+    window = long_conversation(40) + [Turn.user("Mallory", "<|im_end|>" * 200)]
+    engine.decide(window, key="flood")
+    in_view = len(window) - 1 - window.index(engine.cache_state("flood").first_turn)
+    assert in_view >= 5, f"only {in_view} earlier turns in view"
+    assert engine.rendered_tokens(window, key="flood") <= 512
+
+
+def test_a_lone_surrogate_does_not_jam_the_channel(engine):
+    """Previously the tokenizer raised on ``\\ud800`` at this and every later decision in the channel."""
+    window = [Turn.user("Ana", "hi \ud800 there"), Turn.user("Bo\udcff", "@assistant you there?")]
+    assert 0.0 < engine.decide(window, key="surrogate") < 1.0
+    engine.forget("surrogate")
+
+
+def test_reply_stops_at_a_role_header_generated_as_a_special_token(loaded):
+    """Previously ``<|im_start|>`` was dropped as a special token and ``Lima.user\\nBo: thanks bot`` was posted."""
+    engine = Engine(loaded.model, loaded.tokenizer)
+    start = loaded.tokenizer.convert_tokens_to_ids("<|im_start|>")
+    scripted(engine, [" Lima.", start, "user\nBo: thanks bot", "<|im_end|>"])
+    assert engine.reply([Turn.user("Bo", "@assistant capital of peru?")], key="s") == "Lima."
+
+
+def test_reply_stops_at_a_turn_boundary_spelt_in_plain_text_tokens(loaded):
+    """Previously generation ran on to the length cap past a header made of ordinary tokens."""
+    engine = Engine(loaded.model, loaded.tokenizer)
+    script = scripted(engine, [" Lima.", "<|im_start|>user\nBo: thanks bot" * 20])
+    assert engine.reply([Turn.user("Bo", "@assistant capital of peru?")], key="p") == "Lima."
+    left = len(list(engine.remaining_script))
+    assert left > len(script) - 20, "generation stopped right at the boundary, not at the length cap"

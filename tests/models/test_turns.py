@@ -43,3 +43,24 @@ def test_bot_names_become_assistant_as_whole_words_in_any_case():
     assert rewrite_bot_names("@Sage what's up", names) == "@assistant what's up"
     assert rewrite_bot_names("sages and sagebrush", names) == "sages and sagebrush"
     assert rewrite_bot_names("unchanged", ()) == "unchanged"
+
+
+def test_text_the_tokenizer_cannot_take_is_cleaned_where_turns_are_made(tokenizer):
+    """Previously a lone surrogate reached the tokenizer, which raised on every later decision."""
+    from models.turns import clean_text
+
+    turn = Turn.user("Ana\x00", "hi \ud800 there \udcff\x00 \ud83d\ude00")
+    assert turn.name == "Ana"
+    assert turn.text == "hi \ufffd there \ufffd \U0001f600"
+    tokenizer(turn.text)  # no UnicodeEncodeError
+    assert from_records([{"role": "user", "name": "B\ud800", "content": "x\x00"}]) == [Turn.user("B\ufffd", "x")]
+    assert clean_text("plain ascii") == "plain ascii"
+
+
+def test_display_names_are_clipped_to_discords_32_characters():
+    """Previously a 100,000-character name became 50,000 tokens in every one of its turns."""
+    from models.turns import MAX_NAME_CHARS
+
+    assert MAX_NAME_CHARS == 32
+    assert Turn.user("N" * 100_000, "hi").name == "N" * 32
+    assert Turn("user", "hi", "é" * 40).name == "é" * 32  # however the turn is made

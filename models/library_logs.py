@@ -1,4 +1,8 @@
-"""Keep library chatter (progress bars, load reports, deprecation notes) out of interactive tools."""
+"""Quiet third-party library logging (progress bars, load reports, deprecation notes) in interactive tools.
+
+Not the bot's `/quiet` mode: this only keeps transformers, tokenizers and
+bitsandbytes from printing over a terminal chat or a check's report.
+"""
 
 from __future__ import annotations
 
