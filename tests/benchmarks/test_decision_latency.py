@@ -10,7 +10,7 @@ import json
 
 import pytest
 
-from benchmarks import decision_latency
+from benchmarks import decision_latency, measure
 
 pytestmark = pytest.mark.slow
 
@@ -35,9 +35,9 @@ def test_short_run_prints_a_table_then_one_json_line(capsys):
 
 def test_decision_flops_count_new_tokens_and_attention(loaded):
     model, config = loaded.model, loaded.model.config
-    one = decision_latency.decision_flops(model, new_tokens=1, context=100)
-    two = decision_latency.decision_flops(model, new_tokens=2, context=101)
-    linear = 2 * decision_latency.linear_parameters(model)
+    one = measure.decision_flops(model, new_tokens=1, context=100)
+    two = measure.decision_flops(model, new_tokens=2, context=101)
+    linear = 2 * measure.linear_parameters(model)
     width = config.num_attention_heads * config.head_dim if hasattr(config, "head_dim") else config.hidden_size
     # The second new token adds its linear layers and attends to 101 positions.
     assert two - one == linear + 4 * config.num_hidden_layers * width * 101
