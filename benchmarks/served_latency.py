@@ -39,8 +39,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--window-tokens", type=int, default=1024)
     args = parser.parse_args(argv)
 
+    from models.library_logs import quiet_libraries
     from models.loading import load_engine
-    from models.quiet import quiet_libraries
     from models.served import ServedEngine, make_client
     from tests.conftest import long_conversation
 

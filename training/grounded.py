@@ -103,7 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     args = parser.parse_args(argv)
     from models import loading
-    from models.quiet import quiet_libraries
+    from models.library_logs import quiet_libraries
     from training.dataset import DatasetError, load_conversations
 
     quiet_libraries()
