@@ -48,6 +48,8 @@ TRAIN_GOAL_GB = 16
 INFERENCE_GOAL_GB = 8
 CACHE_TOLERANCE = 1e-2
 REPLY_TOKENS = 64
+DATA = Path(__file__).resolve().parent.parent / "data" / "train.jsonl"
+DEV = Path(__file__).resolve().parent.parent / "data" / "dev.jsonl"
 
 
 def parse_args(argv):
@@ -92,9 +94,8 @@ def conversations() -> list[tuple[tuple, list[dict]]]:
     """The shipped conversations joined into long ones (no notes), so that training examples fill 1024 tokens."""
     from training.dataset import load_files
 
-    data = Path(__file__).resolve().parent.parent / "data" / "train.jsonl"
     joined, current = [], []
-    for _, messages in load_files([str(data)]):
+    for _, messages in load_files([str(DATA)]):
         current += messages
         if len(current) >= 60:
             joined.append(((), current))
@@ -113,6 +114,7 @@ def train(folder: Path, work: Path, args) -> tuple[dict, Path]:
     from training.prepare import encode_dataset
 
     overrides = ["--config", TRAIN_CONFIG, "--model_name_or_path", str(folder),
+                 "--train_data", str(DATA), "--dev_data", str(DEV),
                  "--output_dir", str(work / "checkpoints"), "--adapter_dir", str(work / "adapter"),
                  "--max_steps", str(args.steps), "--save_strategy", "no", "--logging_steps", "1",
                  "--report_to", "none", "--max_length", str(SEQUENCE_TOKENS)]

@@ -51,7 +51,8 @@ def _finetuned_engine(settings):
     from models.loading import load_engine
 
     if not settings.engine_url:
-        return load_engine(settings.model, settings.adapter_arg, window_tokens=settings.window_tokens)
+        return load_engine(settings.model, settings.adapter_arg, window_tokens=settings.window_tokens,
+                           quantize=settings.quantize)
     from models.loading import ModelLoadError, load_tokenizer, resolve_adapter, resolve_model
     from models.served import ServedEngine
     from models.template import TemplateError

@@ -61,6 +61,9 @@ class Settings(BaseSettings):
         description="LoRA adapter folder; 'auto' = the shipped adapter when present, 'none' = bare model.")
     window_tokens: int = Field(
         1024, ge=128, description="Token budget of the conversation the model sees per decision.")
+    quantize: Literal["auto", "4bit", "none"] = Field(
+        "auto", description="On a CUDA GPU: 'auto' = 4-bit nf4 for models above 1B parameters, bf16 "
+                            "otherwise; '4bit' or 'none' to choose. Ignored on a CPU (float32).")
     chattiness: float | None = Field(
         None, ge=0.0, le=1.0,
         description="Default of how readily it chimes in on its own: 0 never, 1 on every message. "

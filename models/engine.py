@@ -169,11 +169,16 @@ class Engine:
         session = self._sessions.get(key) or _Session()
         return CacheState(session.first_turn, len(session.ids), session.fed)
 
+    def decision_inputs(self, window: Sequence[Turn], key: Hashable = "default",
+                        notes: Sequence[str] | None = None) -> tuple[list[int], int, int]:
+        """The tokens ``decide`` runs on for this window, and the ``(silence)`` and ``(response)``
+        branch tokens it compares after them (for checks of the cache against a full forward pass)."""
+        return self._decision_tokens(window, self._session(key), notes)
+
     def rendered_tokens(self, window: Sequence[Turn], key: Hashable = "default",
                         notes: Sequence[str] | None = None) -> int:
         """How many tokens ``decide`` would feed for this window (for tests and status)."""
-        feed, _, _ = self._decision_tokens(window, self._session(key), notes)
-        return len(feed)
+        return len(self.decision_inputs(window, key, notes)[0])
 
     # -- window and tokens ----------------------------------------------------------
 

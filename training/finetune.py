@@ -60,7 +60,7 @@ def load_base_for_training(config: RunConfig):
         log.warning("no CUDA GPU: loading the base unquantized")
     # On CUDA the frozen base is bf16 (or 4-bit); on a CPU it stays fp32 under bf16
     # autocast: measured here, bf16 weights made a CPU training step slower, not faster.
-    loaded = load_model(model_args.model_name_or_path, adapter=None, quantize_on_gpu=False,
+    loaded = load_model(model_args.model_name_or_path, adapter=None, quantize="none",
                         dtype=str(torch_dtype).removeprefix("torch."), quantization_config=quantization)
     loaded.tokenizer.padding_side = "right"
     return loaded.model, loaded.tokenizer

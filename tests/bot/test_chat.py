@@ -42,7 +42,7 @@ def scripted(monkeypatch):
     engine = ScriptedEngine(speak_probability=0.5, reply_text="It's Lima.")
     engine.loads = []
 
-    def load_engine(model, adapter, window_tokens):
+    def load_engine(model, adapter, window_tokens, **_):
         engine.loads.append((model, adapter, window_tokens))
         return engine
 

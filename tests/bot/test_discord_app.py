@@ -33,7 +33,7 @@ def scripted_engine(monkeypatch):
 
     loads = []
 
-    def load_engine(model, adapter, window_tokens):
+    def load_engine(model, adapter, window_tokens, **_):
         loads.append((model, adapter, window_tokens))
         return ScriptedEngine()
 

@@ -40,7 +40,7 @@ def noted(monkeypatch):
     import models.loading
 
     engine = NotedEngine(speak_probability=0.1, reply_text="glaze&fire2024")
-    monkeypatch.setattr(models.loading, "load_engine", lambda model, adapter, window_tokens: engine)
+    monkeypatch.setattr(models.loading, "load_engine", lambda model, adapter, window_tokens, **_: engine)
     return engine
 
 

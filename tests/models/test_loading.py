@@ -35,3 +35,36 @@ def test_missing_adapter_folder_is_a_clear_error(tmp_path):
 def test_adapter_none_means_bare_model():
     assert resolve_adapter("none") is None
     assert resolve_adapter(None) is None
+
+
+MISTRAL_7B = {"model_type": "mistral", "hidden_size": 4096, "num_hidden_layers": 32, "intermediate_size": 14336,
+              "num_attention_heads": 32, "num_key_value_heads": 8, "vocab_size": 32000,
+              "tie_word_embeddings": False}
+
+
+def test_parameter_count_is_read_off_the_config_sizes(loaded):
+    from transformers import MistralConfig
+
+    from models.loading import parameter_count
+
+    embedded = parameter_count(loaded.model.config)
+    assert abs(embedded - loaded.model.num_parameters()) / loaded.model.num_parameters() < 0.01
+    assert 7.1e9 < parameter_count(MistralConfig(**MISTRAL_7B)) < 7.3e9  # Mistral-7B: 7.24B
+
+
+def test_only_large_models_are_quantized_by_default(tmp_path):
+    """Previously every model loaded in 4-bit on CUDA, the 135M default included, whose scores
+    were measured in float32."""
+    import json
+
+    from models.loading import wants_4bit
+
+    large = tmp_path / "large"
+    large.mkdir()
+    (large / "config.json").write_text(json.dumps(MISTRAL_7B))
+    small = resolve_model("embedded")
+    assert wants_4bit("auto", str(large)) and not wants_4bit("auto", small)
+    assert wants_4bit("4bit", small) and not wants_4bit("none", str(large))
+    assert wants_4bit("auto", str(tmp_path / "unreadable")), "a size that cannot be read counts as large"
+    with pytest.raises(ModelLoadError, match="unknown quantize"):
+        wants_4bit("8bit", small)
