@@ -108,6 +108,18 @@ def test_best_threshold_balances_misses_and_interruptions():
     assert best_threshold([True, False], [0.9, 0.1], thresholds=(0.2, 0.5, 0.8)) == 0.8
 
 
+def test_best_threshold_keeps_the_interruption_budget_before_catching_more():
+    """Previously the highest balanced accuracy chose 0.14 on the dev files: 14 % false interruptions."""
+    gold = [True] * 4 + [False] * 20
+    # Catching the last speak point (p=0.2) would interrupt three silent points (15 %).
+    probabilities = [0.9, 0.8, 0.6, 0.2] + [0.3, 0.25, 0.22] + [0.05] * 17
+    threshold = best_threshold(gold, probabilities, max_false_interruptions=0.04)
+    assert 0.3 < threshold <= 0.6
+    assert score_probabilities(gold, probabilities, threshold)["false_interruption_rate"] == 0.0
+    # With no budget the balanced-accuracy fallback would have taken the chattier 0.2.
+    assert best_threshold(gold, probabilities, max_false_interruptions=-1) <= 0.2
+
+
 def test_kind_errors_count_wrong_decisions_per_kind_and_skip_unlabelled():
     kinds = ["rhetorical", "rhetorical", "open_gap", None, "open_gap"]
     gold = [False, False, True, True, True]
