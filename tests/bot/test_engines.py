@@ -40,7 +40,7 @@ def server(loaded):
 def gate(monkeypatch):
     """A scripted in-process gate (never speaks on its own) where ``load_engine`` would load the model."""
     engine = ScriptedEngine(speak_probability=0.0, reply_text="from the gate")
-    monkeypatch.setattr(models.loading, "load_engine", lambda model, adapter, window_tokens: engine)
+    monkeypatch.setattr(models.loading, "load_engine", lambda model, adapter, window_tokens, **options: engine)
     return engine
 
 
