@@ -39,7 +39,7 @@ from pathlib import Path
 from models.turns import BOT_NAME, from_records
 from training.dataset import DatasetError, validate_conversation
 
-MAX_SENTENCES = 3  # POLICY.md: one to three sentences
+MAX_SENTENCES = 3  # docs/policy.md: one to three sentences
 PLAIN_REPLY_TOKENS = 128  # the engine's own reply budget
 ADVICE_CATEGORY = "howto"
 _STAR = r"(?:\w|[.,]\d)*"  # a word ending, or the rest of a number (1,609* matches 1,609.34)

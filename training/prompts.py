@@ -2,7 +2,7 @@
 
 The seed system got its data by asking Mixtral-8x7B-Instruct for group chats in which
 an AI assistant joins only when addressed or when it can fill a factual gap. This module
-writes that request with the rules of POLICY.md spelled out, and draws a different
+writes that request with the rules of docs/policy.md spelled out, and draws a different
 topic, cast, length, writing style, kind of speaking and hard silent case for each
 request so the data set does not collapse into one conversation told many times. It
 also reads the answer back (``parse_answer``) into the data format.
@@ -75,7 +75,7 @@ STYLES = {
     "lowercase bits with emoji and the odd typo",
 }
 
-# The hard silent cases of POLICY.md: moments that look like a cue to speak but are not.
+# The hard silent cases of docs/policy.md: moments that look like a cue to speak but are not.
 SILENT_CASES = {
     "named question": "someone asks a question aimed at a specific person by name or @handle "
     "(for example '@{other} did you book it?'); only that person answers, the assistant stays "
