@@ -100,23 +100,17 @@ class ModelServer(FakeOpenAIServer):
             {"id": self.name, "object": "model", "created": 0, "owned_by": "chimein-tests"}]})
 
     async def _completions(self, request: web.Request) -> web.Response:
-        body = await request.json()
-        refused = await self._begin(request, body)
+        body, refused = await self._accept(request)
         if refused:
             return refused
-        if problem := self._unservable(body):
-            return _error(400, problem, None)
         choices = [self._completion_choice(i, ids, body) for i, ids in enumerate(self._prompts(body["prompt"]))]
         return web.json_response({"id": f"cmpl-{next(self._ids)}", "object": "text_completion",
                                   "created": int(time.time()), "model": self.name, "choices": choices})
 
     async def _chat(self, request: web.Request) -> web.Response:
-        body = await request.json()
-        refused = await self._begin(request, body)
+        body, refused = await self._accept(request)
         if refused:
             return refused
-        if problem := self._unservable(body):
-            return _error(400, problem, None)
         text = self.tokenizer.apply_chat_template(body["messages"], tokenize=False, add_generation_prompt=True)
         ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
         max_tokens = body.get("max_completion_tokens") or body.get("max_tokens") or 256
@@ -130,6 +124,14 @@ class ModelServer(FakeOpenAIServer):
             "usage": {"prompt_tokens": len(ids), "completion_tokens": len(generated),
                       "total_tokens": len(ids) + len(generated)},
         })
+
+    async def _accept(self, request: web.Request) -> tuple[dict, web.Response | None]:
+        """A generation request's body, and the answer to send instead when it is refused or unservable."""
+        body = await request.json()
+        refused = await self._begin(request, body)
+        if refused is None and (problem := self._unservable(body)):
+            refused = _error(400, problem, None)
+        return body, refused
 
     async def _begin(self, request: web.Request, body: dict | None) -> web.Response | None:
         """Record the request; a refusal (key, fault) to send instead of an answer, or None."""
