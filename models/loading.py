@@ -169,6 +169,11 @@ def cpu_has_native_bf16() -> bool:
     return _cpu_has_flag("avx512_bf16") or _cpu_has_flag("amx_bf16")
 
 
+def cpu_has_amx() -> bool:
+    """True where the CPU has AMX bf16 tiles (Intel Sapphire Rapids and later); used by training."""
+    return _cpu_has_flag("amx_bf16")
+
+
 def _cpu_has_flag(flag: str) -> bool:
     try:
         return flag in Path("/proc/cpuinfo").read_text()

@@ -23,8 +23,9 @@ log = logging.getLogger(__name__)
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 DEFAULT_CONFIG = "cpu-default"
-TRAIN_FILES = ["data/train.jsonl", "data/train-voices.jsonl", "data/train-notes.jsonl",
-               "data/train-answers.jsonl"]
+TRAIN_FILES = ["data/train.jsonl", "data/train-voices.jsonl", "data/train-voices2a.jsonl",
+               "data/train-voices2b.jsonl", "data/train-notes.jsonl", "data/train-answers.jsonl",
+               "data/train-answers2.jsonl"]
 DEV_FILES = ["data/dev.jsonl", "data/dev-voices.jsonl", "data/dev-notes.jsonl"]
 
 
@@ -57,6 +58,12 @@ class ChimeInArguments:
         "help": "also score the rule and prompted-base baselines on dev"})
     eval_replies: int = field(default=20, metadata={
         "help": "speak points whose generated reply is compared with the reference"})
+    eval_answers: str = field(default="", metadata={
+        "help": "answers file (training/answers.py format) whose forced replies are scored after "
+                "training, with the plain base model beside them; empty: none"})
+    eval_flip_points: int = field(default=0, metadata={
+        "help": "dev decision points re-scored under a label-preserving rewrite to count flipped "
+                "decisions (training/augment.py); 0: none"})
     run_notes: str = field(default="", metadata={
         "help": "free text for the model card: what was tried and why these settings"})
 

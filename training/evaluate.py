@@ -22,6 +22,7 @@ The training pipeline calls ``evaluate_file`` directly with its own engine.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import re
 import sys
@@ -182,7 +183,8 @@ def evaluate_files(paths: str | Path | Sequence[str | Path], engine, *, threshol
     ``decisions``, ``confusion``), ``decisions_per_second``, ``reply_overlap_f1`` (None
     without replies), ``reply_samples``, ``pr_curve``, ``kinds`` (per labelled kind:
     ``points``, ``errors``, ``error_rate``), ``baselines`` ({name: scores}), and
-    ``data``, ``conversations``, ``model``, ``threshold``, ``threshold_source``, ``report``.
+    ``data``, ``conversations``, ``model``, ``threshold``, ``threshold_source``, ``report``;
+    with several files, ``per_file`` ({path: the scores and ``kinds`` at the same threshold}).
     With replies and data whose reference replies carry a ``fact`` (notes data):
     ``grounded_points``, ``grounded_accuracy_with_notes``,
     ``grounded_accuracy_without_notes``, ``grounded_samples`` (training.grounded).
@@ -192,11 +194,14 @@ def evaluate_files(paths: str | Path | Sequence[str | Path], engine, *, threshol
     paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
     if threshold is not None and not 0.0 <= threshold <= 1.0:
         raise ValueError(f"threshold must be between 0 and 1, got {threshold}")
-    conversations = rename_bot(load_files(paths), parse_names(bot_names))
+    files = [load_files([path]) for path in paths]
+    conversations = rename_bot([c for file in files for c in file], parse_names(bot_names))
     points = sample_conversations(decision_points(conversations), max_points)
     result = {"data": ", ".join(map(str, paths)), "conversations": len({p.conversation for p in points}),
               **evaluate_points(points, engine, threshold=threshold, baselines=baselines, replies=replies),
               "report": None}
+    if len(paths) > 1:
+        result["per_file"] = per_file_scores(paths, [len(file) for file in files], points, result["threshold"])
     if replies:  # conversations whose reference replies name a fact from their notes (docs/notes.md)
         from training.grounded import grounded_accuracy
 
@@ -209,6 +214,23 @@ def evaluate_files(paths: str | Path | Sequence[str | Path], engine, *, threshol
 
 
 evaluate_file = evaluate_files  # one file is a list of one
+
+
+def per_file_scores(paths: Sequence[str | Path], sizes: Sequence[int], points: Sequence[Point],
+                    threshold: float) -> dict:
+    """Each file's scores and errors by kind at ``threshold``, from points scored together.
+
+    ``sizes``: conversations per file, in the order the files were concatenated.
+    """
+    ends = list(itertools.accumulate(sizes))
+    table = {}
+    for index, path in enumerate(paths):
+        start = ends[index - 1] if index else 0
+        mine = [p for p in points if start <= p.conversation < ends[index]]
+        gold, probabilities = [p.should_speak for p in mine], [p.p for p in mine]
+        table[str(path)] = {**score_probabilities(gold, probabilities, threshold),
+                            "kinds": kind_errors([p.kind for p in mine], gold, probabilities, threshold)}
+    return table
 
 
 # -- command line -------------------------------------------------------------------------

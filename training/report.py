@@ -129,6 +129,17 @@ def scores_table(result: dict, model_label: str = "**model**") -> list[str]:
                             for name, row in rows)]
 
 
+def per_file_table(result: dict) -> list[str]:
+    """Each dev file's scores at the shared threshold (Markdown), or nothing for one file."""
+    rows = result.get("per_file") or {}
+    if not rows:
+        return []
+    header = "| file | " + " | ".join(METRIC_LABELS) + " |"
+    rule = "|---" * (len(METRIC_LABELS) + 1) + "|"
+    return [header, rule, *(f"| `{path}` | " + " | ".join(_cell(row, k) for k in METRIC_KEYS) + " |"
+                            for path, row in rows.items())]
+
+
 def curve_table(result: dict) -> list[str]:
     lines = ["| threshold | precision | recall | F1 | false interruptions |", "|---|---|---|---|---|"]
     for row in result["pr_curve"]:
@@ -209,6 +220,7 @@ def render_markdown(result: dict, points: Sequence) -> str:
         "## Scores (speak class)", "", *scores_table(result), "",
         "*false int.*: spoke where it should stay silent, over the silent points. "
         "*missed*: silent where it should speak, over the speak points.", "",
+        *(["Each file at the same threshold:", "", *per_file_table(result), ""] if result.get("per_file") else []),
         f"![confusion matrix]({CONFUSION_PNG})", "",
         "## Chattiness threshold", "",
         f"![precision and recall over the threshold]({CURVE_PNG})", "", *curve_table(result), "",

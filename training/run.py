@@ -73,14 +73,20 @@ def run(config: RunConfig) -> dict:
              train_minutes, tokens_per_second, result.training_loss, adapter_dir)
 
     del trainer, model  # free the training copy before loading what ships
+    training_result = {"train_losses": losses, "train_minutes": train_minutes,
+                       "train_tokens_per_second": tokens_per_second, "train_loss": result.training_loss}
     scores = evaluate_saved(config, adapter_dir)
-    write_model_card(config, adapter_dir, stats, scores, result.training_loss, train_minutes)
-    return {**scores, "train_losses": losses, "train_minutes": train_minutes,
-            "train_tokens_per_second": tokens_per_second}
+    write_model_card(config, adapter_dir, stats, scores, training_result)
+    return {**scores, **training_result}
 
 
 def evaluate_saved(config: RunConfig, adapter_dir: Path) -> dict:
-    """Score the adapter as the bot will load it; store the threshold read off dev beside it."""
+    """Score the adapter as the bot will load it; store the threshold read off dev beside it.
+
+    Also, when the config asks: the answers file (``answers``: its result dict) and the
+    flip rate under label-preserving rewrites (``flip``); both are written to the
+    report folder as JSON.
+    """
     from models.loading import load_engine
     from models.threshold import write_adapter_threshold
     from training.evaluate import evaluate_files
@@ -98,12 +104,28 @@ def evaluate_saved(config: RunConfig, adapter_dir: Path) -> dict:
                             dev_scores={k: round(scores[k], 4) for k in keys})
     log.info("speak threshold %.2f read off %s (%d decisions); stored in %s", scores["threshold"],
              scores["data"], scores["decisions"], adapter_dir)
+    report = adapter_dir / "report"
+    report.mkdir(parents=True, exist_ok=True)
+    if script.eval_flip_points:
+        from training.augment import flip_rate
+        from training.dataset import load_files
+
+        scores["flip"] = flip_rate(engine, load_files(script.dev_data), scores["threshold"],
+                                   seed=config.training.seed, max_points=script.eval_flip_points)
+        (report / "flip_rate.json").write_text(json.dumps(scores["flip"], indent=1) + "\n")
+        log.info("flip rate %.1f%% over %d dev points", 100 * scores["flip"]["flip_rate"], scores["flip"]["points"])
+    if script.eval_answers:
+        from training.answers import evaluate_answers
+
+        scores["answers"] = evaluate_answers(script.eval_answers, engine, baselines=script.eval_baselines,
+                                             replies_out=report / "answers_replies.jsonl")
+        (report / "answers.json").write_text(json.dumps(scores["answers"], indent=1) + "\n")
+        log.info("answer accuracy %.3f on %s", scores["answers"]["answer_accuracy"], script.eval_answers)
     return scores
 
 
-def write_model_card(config: RunConfig, adapter_dir: Path, stats: dict, scores: dict,
-                     train_loss: float, train_minutes: float) -> None:
-    from training.report import scores_table
+def write_model_card(config: RunConfig, adapter_dir: Path, stats: dict, scores: dict, trained: dict) -> None:
+    from training.report import per_file_table, scores_table
 
     values = {**vars(config.script), **vars(config.model), **config.training.to_dict()}
     settings = "\n".join(f"- `{k}`: {values[k]!r}" for k in CARD_SETTINGS if k in values)
@@ -126,14 +148,15 @@ interruptions and is stored in `chimein.json`, where the bot reads it; the score
 flatter the adapter somewhat for that reason.
 
 {chr(10).join(scores_table(scores, "this adapter"))}
-
+{_per_file_section(scores, per_file_table)}{_flip_section(scores)}
 Reply overlap F1 with the reference answers: {scores.get("reply_overlap_f1") or float("nan"):.3f}.
 The full report with the confusion matrix, precision/recall curve, errors by kind of moment
 and worst mistakes is in [report/](report/).
 
-## Training
+{_answers_section(scores)}## Training
 
-Final train loss {train_loss:.4f}; wall time {train_minutes:.1f} minutes (data check to saved adapter).
+Final train loss {trained["train_loss"]:.4f}; wall time {trained["train_minutes"]:.1f} minutes (data check to
+saved adapter); {trained["train_tokens_per_second"]:.0f} real (non-padding) tokens per second in the trainer.
 
 {settings}
 
@@ -142,6 +165,32 @@ Final train loss {train_loss:.4f}; wall time {train_minutes:.1f} minutes (data c
 {config.script.run_notes or "(nothing recorded)"}
 """
     (adapter_dir / "README.md").write_text(card)
+
+
+def _per_file_section(scores: dict, per_file_table) -> str:
+    rows = per_file_table(scores)
+    return "\nEach dev file at the same threshold:\n\n" + "\n".join(rows) + "\n" if rows else ""
+
+
+def _flip_section(scores: dict) -> str:
+    flip = scores.get("flip")
+    if not flip:
+        return ""
+    return (f"\nFlip rate: {flip['flips']} of {flip['points']} dev decisions ({flip['flip_rate']:.1%}) change "
+            "when the conversation is rewritten without changing its meaning (names, casing, punctuation, "
+            "typos; `python -m training.augment`).\n")
+
+
+def _answers_section(scores: dict) -> str:
+    answers = scores.get("answers")
+    if not answers:
+        return ""
+    from training.answers import table
+
+    return (f"## Answers\n\nForced replies (as after an @mention) to the {answers['items']} questions of "
+            f"`{answers['data']}`, scored by `python -m training.evaluate --answers` (training/answers.py); "
+            "*plain base*: the bare base model asked the same question plainly in its own chat template.\n\n"
+            f"```\n{table(answers)}\n```\n\n")
 
 
 def main(argv: list[str] | None = None) -> int:

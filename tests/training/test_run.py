@@ -22,9 +22,14 @@ def smoke(tmp_path_factory):
     short = [c for c in load_conversations("data/train.jsonl") if len(c.messages) < 12][:4]
     train = work / "train.jsonl"
     train.write_text("".join(json.dumps(messages) + "\n" for _, messages in short))
+    answers = work / "answers.jsonl"
+    items = open("data/answers.jsonl", encoding="utf-8").readlines()
+    answers.write_text(items[0] + items[-1])  # two forced replies
     config = parse_config(["--config", "smoke", "--output_dir", str(work / "checkpoints"),
                            "--adapter_dir", str(work / "adapter"), "--train_data", str(train),
-                           "--max_steps", "6", "--augment_share", "0", "--eval_points", "12"])
+                           "--dev_data", "data/dev.jsonl", "data/dev-voices.jsonl",
+                           "--max_steps", "6", "--augment_share", "0", "--eval_points", "24",
+                           "--eval_flip_points", "12", "--eval_answers", str(answers)])
     return config, run(config)
 
 
@@ -54,6 +59,23 @@ def test_threshold_read_off_dev_is_stored_and_read_back(smoke):
     assert 0 < scores["decisions"] <= 24  # a small dev sample, not the whole file
     card = open(f"{config.script.adapter_dir}/README.md").read()
     assert f"speaks when p >= {scores['threshold']:.2f}" in card and "| this adapter |" in card
+
+
+def test_the_card_shows_each_dev_file_the_flip_rate_and_the_answers(smoke):
+    config, scores = smoke
+    card = open(f"{config.script.adapter_dir}/README.md").read()
+    assert set(scores["per_file"]) == {"data/dev.jsonl", "data/dev-voices.jsonl"}
+    # Both files were sampled, and their decisions add up to the whole.
+    assert all(row["decisions"] > 0 for row in scores["per_file"].values())
+    assert sum(row["decisions"] for row in scores["per_file"].values()) == scores["decisions"]
+    assert "| `data/dev.jsonl` |" in card and "| `data/dev-voices.jsonl` |" in card
+    flip = scores["flip"]
+    assert flip["points"] > 0 and f"{flip['flips']} of {flip['points']} dev decisions" in card
+    answers = scores["answers"]
+    assert answers["items"] == 2 and "## Answers" in card and "answer_accuracy" in card
+    replies = open(f"{config.script.adapter_dir}/report/answers_replies.jsonl").read().splitlines()
+    assert [json.loads(line)["id"] for line in replies] == [json.loads(line)["id"] for line in
+                                                           open(config.script.eval_answers)]
 
 
 def test_saved_adapter_loads_in_the_engine(smoke):
