@@ -1,15 +1,19 @@
 """Training throughput, before and after, measured in one run on the same examples.
 
-    python -m training.speed                     # 16 examples, batches of 4, both steps
-    python -m training.speed --examples 32 --batch 8
+    python -m training.speed                     # 16 examples, batches of 4: run5, then weighted
+    python -m training.speed --examples 32 --batch 8 --variants trl run5 weighted
 
-``trl``: SFTTrainer's own loss (on a CPU its fused LM head scores every position,
-its compact path is Triton-only). ``weighted``: ``training.finetune``'s trainer,
-whose loss runs the LM head on the labelled positions only and weighs decision
-tokens. Both start from the same base weights and train the same examples, in
-batches of similar length, with the cpu-default settings (bf16 autocast where the
-CPU has it). Printed: real (non-padding) tokens per wall second, and per CPU
-second divided by the cores in use, which still holds on a busy shared machine.
+``weighted``: ``training.finetune``'s trainer with the config as it is (the
+cpu-default: no LoRA dropout, the frozen base in bf16 where the CPU has AMX,
+bf16 autocast where it has bf16 at all), whose loss runs the LM head on the
+labelled positions only and weighs decision tokens. ``run5``: the same trainer
+with the settings the run-5 adapter trained with (LoRA dropout 0.05, the frozen
+base in float32 under autocast). ``trl``: SFTTrainer's own loss on the config
+as it is (on a CPU its fused LM head scores every position; its compact path is
+Triton-only). All start from the same base weights and train the same examples,
+in batches of similar length. Printed: real (non-padding) tokens per wall
+second, and per CPU second divided by the cores in use, which still holds on a
+busy shared machine.
 """
 
 from __future__ import annotations
@@ -29,8 +33,10 @@ def measure(variant: str, config, examples: list[dict]) -> dict:
 
     from training.finetune import build_trainer, load_base_for_training
 
+    if variant == "run5":
+        config = config._replace(model=replace(config.model, lora_dropout=0.05, dtype="float32"))
     model, tokenizer = load_base_for_training(config)
-    if variant == "weighted":
+    if variant in ("weighted", "run5"):
         trainer = build_trainer(config, model, tokenizer, examples)
     else:
         plain = [{"input_ids": e["input_ids"], "labels": e["labels"]} for e in examples]
@@ -51,7 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", default="cpu-default")
     parser.add_argument("--examples", type=int, default=16, help="examples trained by each variant")
     parser.add_argument("--batch", type=int, default=4, help="examples per step")
-    parser.add_argument("--variants", nargs="+", default=["trl", "weighted"], choices=["trl", "weighted"])
+    parser.add_argument("--variants", nargs="+", default=["run5", "weighted"], choices=["trl", "run5", "weighted"],
+                        help="measured in this order; with two, the second against the first")
     args = parser.parse_args(argv)
 
     from models.template import ChatFormat
