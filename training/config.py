@@ -24,8 +24,8 @@ log = logging.getLogger(__name__)
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 DEFAULT_CONFIG = "cpu-default"
 TRAIN_FILES = ["data/train.jsonl", "data/train-voices.jsonl", "data/train-voices2a.jsonl",
-               "data/train-voices2b.jsonl", "data/train-notes.jsonl", "data/train-answers.jsonl",
-               "data/train-answers2.jsonl"]
+               "data/train-voices2b.jsonl", "data/train-voices3.jsonl", "data/train-notes.jsonl",
+               "data/train-answers.jsonl", "data/train-answers2.jsonl", "data/train-calc3.jsonl"]
 DEV_FILES = ["data/dev.jsonl", "data/dev-voices.jsonl", "data/dev-notes.jsonl"]
 
 
