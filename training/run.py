@@ -26,6 +26,8 @@ from pathlib import Path
 from training.config import RunConfig, parse_config
 
 log = logging.getLogger("training.run")
+THRESHOLD_RULE = ("fewest misses with at most 4% false interruptions, in 0.01 steps "
+                  "(training.metrics.best_threshold)")
 CARD_SETTINGS = ("train_data", "dev_data", "decision_weight", "augment_share", "model_name_or_path",
                  "lora_r", "lora_alpha", "lora_dropout", "learning_rate", "lr_scheduler_type", "warmup_steps",
                  "per_device_train_batch_size", "gradient_accumulation_steps", "num_train_epochs",
@@ -100,7 +102,7 @@ def evaluate_saved(config: RunConfig, adapter_dir: Path) -> dict:
                             replies=script.eval_replies, max_points=script.eval_points,
                             report_dir=adapter_dir / "report")
     keys = ("speak_f1", "false_interruption_rate", "missed_intervention_rate", "balanced_accuracy")
-    write_adapter_threshold(adapter_dir, scores["threshold"], read_off=scores["data"],
+    write_adapter_threshold(adapter_dir, scores["threshold"], read_off=scores["data"], rule=THRESHOLD_RULE,
                             dev_scores={k: round(scores[k], 4) for k in keys})
     log.info("speak threshold %.2f read off %s (%d decisions); stored in %s", scores["threshold"],
              scores["data"], scores["decisions"], adapter_dir)
