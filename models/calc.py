@@ -176,12 +176,20 @@ def _unit(name: str):
         raise CalcError(f"not a unit: {name!r}") from error
 
 
+# People (and the model) write "oz" for a liquid too: a volume converted to a mass
+# ounce means fluid ounces ("750 ml to oz" is 25.4 fl oz, not an error).
+_VOLUME_NAMES = {"ounce": "fluid_ounce"}
+
+
 def _convert(value, target):
     if not hasattr(value, "to"):
         raise CalcError("nothing to convert: the calculation has no unit")
     try:
         return value.to(target.units)
     except Exception as error:  # pint.DimensionalityError and friends
+        volume_name = _VOLUME_NAMES.get(str(target.units))
+        if volume_name and value.check("[volume]"):
+            return value.to(volume_name)
         raise CalcError(f"cannot convert: {error}") from error
 
 

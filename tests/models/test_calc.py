@@ -42,6 +42,8 @@ def test_arithmetic(expression, result):
     ("6 ft 2 in to cm", "188 cm"),
     ("60 mph to kph", "96.6 km/h"),
     ("1 l to fl oz", "33.8 fl oz"),
+    ("750 ml to oz", "25.4 fl oz"),  # "oz" of a liquid: fluid ounces
+    ("8 oz to g", "227 g"),  # of a solid: the mass ounce still
     ("3 km + 500 m", "3.5 km"),
     ("2 hours 30 min to min", "150 min"),
     ("500 ml to cup", "2.11 cups"),
@@ -69,6 +71,7 @@ def test_unit_conversions(expression, result):
     "1 + " * 60 + "1",  # long inputs
     "9" * 200,
     "5 kg to km",  # incompatible units
+    "2 m to oz",  # a length is neither a mass nor a volume
     "12 to km",  # nothing to convert
     "",
     "$5 + €5",
