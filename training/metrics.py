@@ -19,6 +19,9 @@ CURVE_THRESHOLDS = tuple(round(0.05 * step, 2) for step in range(1, 20))  # 0.05
 # The share of silent moments a chosen threshold may interrupt (issue: at most 4 %).
 MAX_FALSE_INTERRUPTION_RATE = 0.04
 FINE_THRESHOLDS = tuple(round(0.01 * step, 2) for step in range(5, 96))  # 0.05 .. 0.95
+# How best_threshold chose, in words (stored beside an adapter with its threshold).
+THRESHOLD_RULE = (f"fewest misses with at most {MAX_FALSE_INTERRUPTION_RATE:.0%} false interruptions, "
+                  "in 0.01 steps (training.metrics.best_threshold)")
 
 
 def ratio(numerator: float, denominator: float) -> float:

@@ -129,15 +129,16 @@ def scores_table(result: dict, model_label: str = "**model**") -> list[str]:
                             for name, row in rows)]
 
 
-def per_file_table(result: dict) -> list[str]:
-    """Each dev file's scores at the shared threshold (Markdown), or nothing for one file."""
+def per_file_section(result: dict) -> list[str]:
+    """Each file's scores at the shared threshold (Markdown lines), or nothing for one file."""
     rows = result.get("per_file") or {}
     if not rows:
         return []
     header = "| file | " + " | ".join(METRIC_LABELS) + " |"
     rule = "|---" * (len(METRIC_LABELS) + 1) + "|"
-    return [header, rule, *(f"| `{path}` | " + " | ".join(_cell(row, k) for k in METRIC_KEYS) + " |"
-                            for path, row in rows.items())]
+    return ["Each file at the same threshold:", "", header, rule,
+            *(f"| `{path}` | " + " | ".join(_cell(row, k) for k in METRIC_KEYS) + " |" for path, row in rows.items()),
+            ""]
 
 
 def curve_table(result: dict) -> list[str]:
@@ -220,7 +221,7 @@ def render_markdown(result: dict, points: Sequence) -> str:
         "## Scores (speak class)", "", *scores_table(result), "",
         "*false int.*: spoke where it should stay silent, over the silent points. "
         "*missed*: silent where it should speak, over the speak points.", "",
-        *(["Each file at the same threshold:", "", *per_file_table(result), ""] if result.get("per_file") else []),
+        *per_file_section(result),
         f"![confusion matrix]({CONFUSION_PNG})", "",
         "## Chattiness threshold", "",
         f"![precision and recall over the threshold]({CURVE_PNG})", "", *curve_table(result), "",

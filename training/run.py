@@ -26,8 +26,6 @@ from pathlib import Path
 from training.config import RunConfig, parse_config
 
 log = logging.getLogger("training.run")
-THRESHOLD_RULE = ("fewest misses with at most 4% false interruptions, in 0.01 steps "
-                  "(training.metrics.best_threshold)")
 CARD_SETTINGS = ("train_data", "dev_data", "decision_weight", "augment_share", "model_name_or_path",
                  "lora_r", "lora_alpha", "lora_dropout", "learning_rate", "lr_scheduler_type", "warmup_steps",
                  "per_device_train_batch_size", "gradient_accumulation_steps", "num_train_epochs",
@@ -92,22 +90,22 @@ def evaluate_saved(config: RunConfig, adapter_dir: Path) -> dict:
     from models.loading import load_engine
     from models.threshold import write_adapter_threshold
     from training.evaluate import evaluate_files
+    from training.metrics import THRESHOLD_RULE
 
     script = config.script
+    report = adapter_dir / "report"  # the dev report goes here first, then the JSON files
     # Unmerged, so the prompted baseline can switch the adapter off; the scores
     # match the merged engine the bot runs up to float rounding.
     engine = load_engine(config.model.model_name_or_path, adapter_dir,
                          window_tokens=config.training.max_length, merge_adapter=False)
     scores = evaluate_files(script.dev_data, engine, threshold=None, baselines=script.eval_baselines,
                             replies=script.eval_replies, max_points=script.eval_points,
-                            report_dir=adapter_dir / "report")
+                            report_dir=report)
     keys = ("speak_f1", "false_interruption_rate", "missed_intervention_rate", "balanced_accuracy")
     write_adapter_threshold(adapter_dir, scores["threshold"], read_off=scores["data"], rule=THRESHOLD_RULE,
                             dev_scores={k: round(scores[k], 4) for k in keys})
     log.info("speak threshold %.2f read off %s (%d decisions); stored in %s", scores["threshold"],
              scores["data"], scores["decisions"], adapter_dir)
-    report = adapter_dir / "report"
-    report.mkdir(parents=True, exist_ok=True)
     if script.eval_flip_points:
         from training.augment import flip_rate
         from training.dataset import load_files
@@ -127,7 +125,7 @@ def evaluate_saved(config: RunConfig, adapter_dir: Path) -> dict:
 
 
 def write_model_card(config: RunConfig, adapter_dir: Path, stats: dict, scores: dict, trained: dict) -> None:
-    from training.report import per_file_table, scores_table
+    from training.report import per_file_section, scores_table
 
     values = {**vars(config.script), **vars(config.model), **config.training.to_dict()}
     settings = "\n".join(f"- `{k}`: {values[k]!r}" for k in CARD_SETTINGS if k in values)
@@ -150,7 +148,8 @@ interruptions and is stored in `chimein.json`, where the bot reads it; the score
 flatter the adapter somewhat for that reason.
 
 {chr(10).join(scores_table(scores, "this adapter"))}
-{_per_file_section(scores, per_file_table)}{_flip_section(scores)}
+
+{chr(10).join(per_file_section(scores))}{_flip_section(scores)}
 Reply overlap F1 with the reference answers: {scores.get("reply_overlap_f1") or float("nan"):.3f}.
 The full report with the confusion matrix, precision/recall curve, errors by kind of moment
 and worst mistakes is in [report/](report/).
@@ -167,11 +166,6 @@ saved adapter); {trained["train_tokens_per_second"]:.0f} real (non-padding) toke
 {config.script.run_notes or "(nothing recorded)"}
 """
     (adapter_dir / "README.md").write_text(card)
-
-
-def _per_file_section(scores: dict, per_file_table) -> str:
-    rows = per_file_table(scores)
-    return "\nEach dev file at the same threshold:\n\n" + "\n".join(rows) + "\n" if rows else ""
 
 
 def _flip_section(scores: dict) -> str:
