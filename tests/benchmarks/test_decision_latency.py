@@ -27,7 +27,8 @@ def test_short_run_prints_a_table_then_one_json_line(capsys):
                 "engine_bf16_p50_ms", "peak_rss_mb"):
         assert result[key] > 0, key
     assert result["messages"] == 4 and result["naive_samples"] == 2
-    assert result["speedup"] == pytest.approx(result["naive_p50_ms"] / result["engine_p50_ms"], rel=0.01)
+    # speedup is the ratio of the unrounded medians, rounded to one decimal.
+    assert result["speedup"] == pytest.approx(result["naive_p50_ms"] / result["engine_p50_ms"], abs=0.051)
     assert result["adapter"] is None and result["dtype"] == "float32"
     # The engine only ever feeds what is new: a handful of tokens, not the whole window.
     assert result["engine_new_tokens_p50"] < result["engine_context_tokens_p50"] <= 256
