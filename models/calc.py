@@ -11,10 +11,15 @@ a computed number carries the calculation instead, in one fixed form::
 
 ``<<`` and ``>>`` are one token each in the SmolLM2 tokenizer, and people do not
 type them around arithmetic by accident. Inside: numbers, ``+ - * / ^ **``,
-brackets, ``N%`` (N hundredths), ``of`` (times), one currency sign ($ € £),
+brackets, ``N%`` (N hundredths), ``of`` (times), ``sqrt(...)``, one currency sign ($ € £),
 units by name (pint's registry: km, mi, lb, kg, cup, ml, degF, ...) and an
 optional final ``to UNIT`` / ``in UNIT`` conversion. A GSM8K-style ``=answer``
 tail is ignored: the result is always recomputed.
+
+A percentage added to or taken from an amount is a share of that amount, as on
+a phone calculator and as people say it: ``<<$60 - 25%>>`` (the price after 25%
+off) is $45 and ``<<£150 + 20%>>`` (plus VAT) is £180, not £150.20. Anywhere
+else ``N%`` is N hundredths (``<<15% * 80>>`` is 12).
 
 ``finish_reply(text)`` replaces each calculation with its result. The
 expression is parsed with ``ast`` and only an allow-list of nodes is walked:
@@ -54,12 +59,16 @@ _UNIT_ALIASES = [
     (r"°\s*C\b|\bdeg\s*C\b|\bcelsius\b|\bcentigrade\b", "degC"),
     (r"\bfl\.?\s*oz\b", "floz"),
     (r"\bkph\b|\bkm/h\b", "kph_"),
-    (r"\bsq\s*ft\b", "ft**2"),
-    (r"\bsq\s*m\b", "m**2"),
+    (r"\bnautical\s+miles?\b", "nmi"),
+    (r"\b(?:sq|square)\s*(?:ft|feet|foot)\b", "ft**2"),
+    (r"\b(?:sq|square)\s*(?:km|kilomet(?:er|re)s?)\b", "km**2"),
+    (r"\b(?:sq|square)\s*(?:mi|miles?)\b", "mi**2"),
+    (r"\b(?:sq|square)\s*(?:m|met(?:er|re)s?)\b|\bm2\b", "m**2"),
     (r"(?<=\d)\s*in\b", " inch"),  # "5 in to cm": inches, not the keyword
 ]
 _UNIT_DISPLAY = {"l": "L", "cp": "cups", "fl_oz": "fl oz", "floz": "fl oz", "gal": "gallons",
-                 "mi/h": "mph", "kph_": "km/h", "kph": "km/h"}
+                 "mi/h": "mph", "kph_": "km/h", "kph": "km/h", "acre": "acres"}
+_SINGULAR = {"cups": "cup", "gallons": "gallon", "acres": "acre"}  # "1 cup", "2.47 acres"
 _TEMPERATURE_WORDS = {"f": "degF", "degf": "degF", "c": "degC", "degc": "degC", "k": "kelvin", "kelvin": "kelvin"}
 _TEMPERATURE = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*([A-Za-z]+)\s+(?:to|in)\s+([A-Za-z]+)\s*$")
 _CONVERSION = re.compile(r"^(.*\S)\s+(?:to|in|into)\s+([A-Za-z_°][\w°/*\s^]*)$")
@@ -123,7 +132,7 @@ def _normalise(text: str) -> str:
         text = re.sub(pattern, replacement, text, flags=re.IGNORECASE)
     text = text.replace("×", "*").replace("÷", "/").replace("^", "**").replace("−", "-")
     text = re.sub(r"(?<=\d),(?=\d{3}\b)", "", text)  # 1,200 -> 1200
-    text = re.sub(r"(\d+(?:\.\d+)?)\s*%", r"(\1/100)", text)  # 15% -> (15/100)
+    text = re.sub(r"(\d+(?:\.\d+)?)\s*%", r"(\1@100)", text)  # 15% -> (15@100): a percentage node
     text = re.sub(r"\bof\b", "*", text)
     text = re.sub(r"([A-Za-z])\s+(?=\d)", r"\1 + ", text)  # 6 ft 2 inch -> 6 ft + 2 inch
     text = re.sub(r"(\d)\s*([A-Za-z_])", r"\1*\2", text)  # 5 km -> 5*km
@@ -141,6 +150,12 @@ def _parse(text: str) -> ast.expr:
     return tree.body
 
 
+def _is_percentage(node: ast.expr) -> bool:
+    """``N%``, which ``_normalise`` writes as ``(N@100)``: the one use of ``@`` in a calculation."""
+    return (isinstance(node, ast.BinOp) and isinstance(node.op, ast.MatMult)
+            and all(isinstance(side, ast.Constant) for side in (node.left, node.right)))
+
+
 def _walk(node: ast.expr):
     if isinstance(node, ast.Constant) and type(node.value) in (int, float):
         return node.value
@@ -148,6 +163,17 @@ def _walk(node: ast.expr):
         return _unit(node.id)
     if isinstance(node, ast.UnaryOp) and type(node.op) in _UNARY:
         return _UNARY[type(node.op)](_walk(node.operand))
+    if _is_percentage(node):
+        return node.left.value / node.right.value
+    if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "sqrt"
+            and len(node.args) == 1 and not node.keywords):
+        return _walk(ast.BinOp(node.args[0], ast.Pow(), ast.Constant(0.5)))
+    if (isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Add, ast.Sub))
+            and _is_percentage(node.right) and not _is_percentage(node.left)):
+        # "$60 - 25%": the price after 25% off; "£150 + 20%": plus 20% of itself.
+        share = _walk(node.right)
+        return _walk(ast.BinOp(node.left, ast.Mult(), ast.Constant(1 + share if isinstance(node.op, ast.Add)
+                                                                     else 1 - share)))
     if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
         left, right = _walk(node.left), _walk(node.right)
         if isinstance(node.op, ast.Pow):
@@ -207,6 +233,8 @@ def _check_power(base, exponent) -> None:
 
 
 def _check_magnitude(value) -> None:
+    if isinstance(getattr(value, "magnitude", value), complex):  # (-1) ** 0.5
+        raise CalcError("no real result")
     magnitude = _magnitude(value)
     if not math.isfinite(magnitude) or abs(magnitude) >= MAX_MAGNITUDE:
         raise CalcError("result out of range")
@@ -246,6 +274,8 @@ def format_result(value, currency: str = "") -> str:
         else:
             number = format_number(float(value.magnitude), significant=True)
             unit = _UNIT_DISPLAY.get(f"{value.units:~P}", f"{value.units:~P}")
+            if number == "1":
+                unit = _SINGULAR.get(unit, unit)
             return f"{currency}{number} {unit}".strip()
     if currency:
         sign = "-" if value < 0 else ""

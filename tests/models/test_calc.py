@@ -22,6 +22,15 @@ from models.turns import Turn
     ("€45 * 20%", "€9"),
     ("£1,200 / 3", "£400"),
     ("$24.99 / 2", "$12.50"),  # half up, as people round money (the float is 12.4949...)
+    # A percentage added to or taken from an amount is a share of it, as on a phone calculator.
+    ("$60 - 25%", "$45"),  # the price after 25% off (the shipped model wrote <<$60 * 25%>>: the discount)
+    ("£150 + 20%", "£180"),  # plus VAT
+    ("($120 + 15%) / 4", "$34.50"),  # tip, then split
+    ("$60 * (1 - 25%)", "$45"),  # the long way gives the same
+    ("$60 - 25% of $60", "$45"),
+    ("100% - 20%", "0.8"),  # two percentages: plain hundredths
+    ("sqrt(144)", "12"),
+    ("sqrt(2) * 3", "4.24"),
 ])
 def test_arithmetic(expression, result):
     assert calculate(expression) == result
@@ -48,6 +57,13 @@ def test_arithmetic(expression, result):
     ("2 hours 30 min to min", "150 min"),
     ("500 ml to cup", "2.11 cups"),
     ("4 * 13.50 + 2 * 8.90", "71.80"),  # amounts in cents stay in cents
+    ("1 nautical mile to km", "1.85 km"),
+    ("2 acres to square meters", "8,094 m²"),
+    ("100 sq ft to m^2", "9.29 m²"),
+    ("1 hectare to acre", "2.47 acres"),
+    ("1 cup to ml", "237 ml"),
+    ("236.6 ml to cup", "1 cup"),
+    ("5 km + 10%", "5.5 km"),
 ])
 def test_unit_conversions(expression, result):
     assert calculate(expression) == result
@@ -60,7 +76,11 @@ def test_unit_conversions(expression, result):
     "(1).real",  # attributes
     "().__class__",
     "[1, 2][0]",  # subscripts, lists
-    "abs(-3)",  # calls
+    "abs(-3)",  # calls (sqrt is the one function)
+    "sqrt(9, 1)",
+    "sqrt(x)",
+    "sqrt(-1)",  # no real result
+    "(-8) ^ 0.5",
     "lambda: 1",
     "9**9**9",  # huge powers
     "2 ** 1000",
