@@ -28,6 +28,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from models.names import parse_names
 from models.threshold import SPEAK_THRESHOLD, threshold_to_chattiness
+from models.turns import WINDOW_TOKENS
 
 ENV_PREFIX = "CHIMEIN_"
 TOKEN_ENV = "DISCORD_TOKEN"
@@ -60,7 +61,7 @@ class Settings(BaseSettings):
         "auto",
         description="LoRA adapter folder; 'auto' = the shipped adapter when present, 'none' = bare model.")
     window_tokens: int = Field(
-        1024, ge=128, description="Token budget of the conversation the model sees per decision.")
+        WINDOW_TOKENS, ge=128, description="Token budget of the conversation the model sees per decision.")
     quantize: Literal["auto", "4bit", "none"] = Field(
         "auto", description="On a CUDA GPU: 'auto' = 4-bit nf4 for models above 1B parameters, bf16 "
                             "otherwise; '4bit' or 'none' to choose. Ignored on a CPU (float32).")
