@@ -25,7 +25,9 @@ CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 DEFAULT_CONFIG = "cpu-default"
 TRAIN_FILES = ["data/train.jsonl", "data/train-voices.jsonl", "data/train-voices2a.jsonl",
                "data/train-voices2b.jsonl", "data/train-voices3.jsonl", "data/train-notes.jsonl",
-               "data/train-answers.jsonl", "data/train-answers2.jsonl", "data/train-calc3.jsonl"]
+               "data/train-answers.jsonl", "data/train-answers2.jsonl", "data/train-calc3.jsonl",
+               "data/train-calc4.jsonl", "data/train-bills4.jsonl", "data/train-units4.jsonl",
+               "data/train-safety4.jsonl"]
 DEV_FILES = ["data/dev.jsonl", "data/dev-voices.jsonl", "data/dev-notes.jsonl"]
 
 
