@@ -21,6 +21,9 @@ the per-turn token budget, so no content, however hostile, costs more.
 
 from __future__ import annotations
 
+import re
+import sys
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -40,6 +43,24 @@ _CLIP_MARK = " …"
 # no real token is longer, so the token clip below sees the same prefix.
 _CHARS_PER_TOKEN_CAP = 32
 _NEUTRALISE_ROUNDS = 4  # one round suffices unless a broken string completes another
+
+
+def _character_class(keep) -> str:
+    """A regex character class, as ranges, of every code point for which ``keep`` is true."""
+    ranges, start = [], None
+    for code in range(sys.maxunicode + 2):
+        inside = code <= sys.maxunicode and keep(chr(code))
+        if inside and start is None:
+            start = code
+        elif not inside and start is not None:
+            ranges.append(f"\\U{start:08x}-\\U{code - 1:08x}")
+            start = None
+    return "[" + "".join(ranges) + "]"
+
+
+# Characters a tokenizer may silently drop (SmolLM2's drops \x04, \x16, unassigned code points, ...).
+_INVISIBLE = re.compile(_character_class(
+    lambda c: unicodedata.category(c) in ("Cc", "Cn") and c not in "\n\t"))
 
 
 class TemplateError(ValueError):
@@ -116,8 +137,12 @@ class ChatFormat:
         A space after the first character keeps the text readable ("< |im_start|>",
         "( response)") while the tokenizer no longer sees a control token, a role
         header or a marker. Repeated while anything is left to break, in case one
-        broken string completes another.
+        broken string completes another. Control characters (other than newline
+        and tab) and unassigned code points go first: some tokenizers drop them,
+        so "GPT4 Correct Assistant\x16:" would otherwise reach the model as a
+        role header.
         """
+        text = _INVISIBLE.sub("", text)
         for _ in range(_NEUTRALISE_ROUNDS):
             changed = False
             for control in self.control_strings:
