@@ -21,8 +21,6 @@ the per-turn token budget, so no content, however hostile, costs more.
 
 from __future__ import annotations
 
-import re
-import sys
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -45,22 +43,13 @@ _CHARS_PER_TOKEN_CAP = 32
 _NEUTRALISE_ROUNDS = 4  # one round suffices unless a broken string completes another
 
 
-def _character_class(keep) -> str:
-    """A regex character class, as ranges, of every code point for which ``keep`` is true."""
-    ranges, start = [], None
-    for code in range(sys.maxunicode + 2):
-        inside = code <= sys.maxunicode and keep(chr(code))
-        if inside and start is None:
-            start = code
-        elif not inside and start is not None:
-            ranges.append(f"\\U{start:08x}-\\U{code - 1:08x}")
-            start = None
-    return "[" + "".join(ranges) + "]"
+def _drop_invisible(text: str) -> str:
+    """Text without control characters (but newline and tab) or unassigned code points.
 
-
-# Characters a tokenizer may silently drop (SmolLM2's drops \x04, \x16, unassigned code points, ...).
-_INVISIBLE = re.compile(_character_class(
-    lambda c: unicodedata.category(c) in ("Cc", "Cn") and c not in "\n\t"))
+    A tokenizer may drop them silently (SmolLM2's drops \x04, \x16, unassigned code
+    points, ...), so what the model reads would differ from what was neutralised.
+    """
+    return "".join(c for c in text if c in "\n\t" or unicodedata.category(c) not in ("Cc", "Cn"))
 
 
 class TemplateError(ValueError):
@@ -142,7 +131,7 @@ class ChatFormat:
         so "GPT4 Correct Assistant\x16:" would otherwise reach the model as a
         role header.
         """
-        text = _INVISIBLE.sub("", text)
+        text = _drop_invisible(text)
         for _ in range(_NEUTRALISE_ROUNDS):
             changed = False
             for control in self.control_strings:
